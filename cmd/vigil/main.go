@@ -1,0 +1,177 @@
+// Command vigil is Vigil's server and operator CLI: `vigil up` runs every
+// layer on this machine, `vigil server` runs the server alone, and
+// `vigil hosts|query|alerts` talk to a running server.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vigilhq/vigil"
+)
+
+const usage = `vigil: open endpoint-security telemetry
+
+Usage:
+  vigil up      [--data-dir DIR] [--listen ADDR]   run everything on this machine (server + local agent)
+  vigil server  [--data-dir DIR] [--listen ADDR]   run the server only
+  vigil hosts   [--data-dir DIR] [--json]          list enrolled hosts
+  vigil query   [--data-dir DIR] [--host H] [--json] "SQL"
+                                                   run a live query on hosts, rows print as they arrive
+  vigil alerts  [--data-dir DIR] [--status S] [--json]
+                                                   list alerts, newest first
+  vigil version [--json]
+
+Every command takes --json. Run 'vigil COMMAND -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "vigil:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "up":
+		return runServe(ctx, rest, true, stdout, stderr)
+	case "server":
+		return runServe(ctx, rest, false, stdout, stderr)
+	case "hosts":
+		return runHosts(ctx, rest, stdout)
+	case "query":
+		return runQuery(ctx, rest, stdout, stderr)
+	case "alerts":
+		return runAlerts(ctx, rest, stdout)
+	case "version":
+		return runVersion(rest, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func runVersion(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]string{"version": vigil.Version})
+	}
+	fmt.Fprintln(stdout, "vigil", vigil.Version)
+	return nil
+}
+
+func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Writer) error {
+	name := "server"
+	if up {
+		name = "up"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var o ServerOptions
+	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir(), "data directory (state, events, certificates, profile)")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "address for agents and people; use 0.0.0.0:8443 to let other hosts enroll")
+	fs.StringVar(&o.RulesDir, "rules", "", "directory of extra Sigma rules to load beside the built-in ones")
+	var tlsHosts multiFlag
+	fs.Var(&tlsHosts, "tls-host", "extra DNS name or IP for the server certificate; repeatable")
+	asJSON := fs.Bool("json", false, "log as JSON and print the start-up summary as JSON")
+	verbose := fs.Bool("v", false, "log debug messages")
+	noEvents := fs.Bool("disable-events", false, "do not start the local agent's real-time event sources")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	o.TLSHosts = tlsHosts
+	o.WithAgent = up
+	o.AgentEvents = up && !*noEvents
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if *asJSON {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	o.Logger = slog.New(h)
+
+	m := NewMain(o)
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	printSummary(m, up, *asJSON, stdout)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stderr, "shutting down…")
+	case err := <-m.Errors():
+		m.Close()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(15 * time.Second):
+		return errors.New("shutdown did not finish in 15s")
+	}
+}
+
+func printSummary(m *Main, up, asJSON bool, w io.Writer) {
+	dir, _ := filepath.Abs(m.opts.DataDir)
+	p := m.Profile()
+	if asJSON {
+		json.NewEncoder(w).Encode(map[string]any{
+			"url": p.URL, "ca_file": p.CAFile, "data_dir": dir, "profile": filepath.Join(dir, profileFile),
+			"enroll_secret_file": filepath.Join(dir, "enroll_secret"), "local_agent": up,
+		})
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Vigil %s is running.\n\n", vigil.Version)
+	fmt.Fprintf(&b, "  API and agent endpoint  %s\n", p.URL)
+	fmt.Fprintf(&b, "  CA certificate          %s\n", p.CAFile)
+	fmt.Fprintf(&b, "  Data directory          %s\n", dir)
+	fmt.Fprintf(&b, "  CLI profile             %s (admin token inside; keep it private)\n", filepath.Join(dir, profileFile))
+	if up {
+		fmt.Fprintf(&b, "  Local agent             monitoring this host\n")
+	}
+	fmt.Fprintf(&b, "\nTry, in another terminal:\n")
+	fmt.Fprintf(&b, "  vigil hosts  --data-dir %s\n", dir)
+	fmt.Fprintf(&b, "  vigil query  --data-dir %s \"SELECT pid, name, cmdline FROM processes LIMIT 5\"\n", dir)
+	fmt.Fprintf(&b, "  vigil alerts --data-dir %s\n", dir)
+	fmt.Fprintf(&b, "\nEnroll another host (the server must listen on an address it can reach, see --listen):\n")
+	fmt.Fprintf(&b, "  copy %s and %s to the host, then run\n", p.CAFile, filepath.Join(dir, "enroll_secret"))
+	fmt.Fprintf(&b, "  vigil-agent --tls_hostname %s --tls_server_certs ca.pem --enroll_secret_path enroll_secret\n",
+		strings.TrimPrefix(p.URL, "https://"))
+	fmt.Fprintf(&b, "  (osquery works too: osqueryd --tls_hostname ... --config_plugin tls --logger_plugin tls --enroll_tls_endpoint /api/v1/osquery/enroll ...)\n")
+	fmt.Fprintf(&b, "\nCtrl-C stops Vigil.\n")
+	fmt.Fprint(w, b.String())
+}
