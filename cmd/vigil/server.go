@@ -196,6 +196,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			HostIdentifier: "hostname",
 			DataDir:        filepath.Join(dir, "agent"),
 			LongPoll:       true,
+			ConfigRefresh:  time.Minute,
 			Events:         m.opts.AgentEvents,
 			Logger:         m.log,
 		})

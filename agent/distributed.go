@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/vigilhq/vigil/osquery"
+)
+
+// Distributed query statuses (osquery uses SQLite codes; 0 is success).
+const (
+	statusOK    = 0
+	statusError = 1
+)
+
+// distributedLoop polls distributed/read. Without LongPoll it waits
+// DistributedInterval between polls. With LongPoll it asks the server to
+// hold the request open (vigil_wait_ms) and polls again right after each
+// answer; a server that answers an empty read at once does not support it,
+// and the agent falls back to the interval.
+func (a *Agent) distributedLoop(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		start := time.Now()
+		n, err := a.distributedOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		var wait time.Duration
+		switch {
+		case err != nil:
+			a.baseLog.Warn("distributed query poll failed", "err", err, "retry_in", backoff)
+			wait = min(backoff, a.distributedInterval())
+			backoff = min(backoff*2, 5*time.Minute)
+		case a.opts.LongPoll && (n > 0 || time.Since(start) >= a.opts.LongPollWait/2):
+			backoff = time.Second
+			wait = 0
+		default:
+			backoff = time.Second
+			wait = a.distributedInterval()
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+func (a *Agent) distributedInterval() time.Duration {
+	if n, ok := a.currentConfig().intOption("distributed_interval"); ok && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return a.opts.DistributedInterval
+}
+
+// distributedOnce reads pending queries, runs them and writes the results.
+// It returns how many queries it answered.
+func (a *Agent) distributedOnce(ctx context.Context) (int, error) {
+	wait := 0
+	rctx := ctx
+	if a.opts.LongPoll {
+		wait = int(a.opts.LongPollWait / time.Millisecond)
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, a.opts.LongPollWait+30*time.Second)
+		defer cancel()
+	}
+	var rd osquery.DistributedReadResponse
+	err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
+		return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
+	}, &rd)
+	if err != nil {
+		return 0, err
+	}
+	if len(rd.Queries) == 0 {
+		return 0, nil
+	}
+	w := a.runDistributed(ctx, rd)
+	err = a.client.call(ctx, osquery.PathDistributedWrite, func(k string) any {
+		w.NodeKey = k
+		return w
+	}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return len(rd.Queries), nil
+}
+
+// runDistributed runs each query (after its discovery query, if any) and
+// builds the write request: rows, status 0 or 1, and the error text.
+func (a *Agent) runDistributed(ctx context.Context, rd osquery.DistributedReadResponse) osquery.DistributedWriteRequest {
+	w := osquery.DistributedWriteRequest{
+		Queries:  map[string][]map[string]string{},
+		Statuses: map[string]osquery.Int{},
+		Messages: map[string]string{},
+	}
+	ids := make([]string, 0, len(rd.Queries))
+	for id := range rd.Queries {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if d, ok := rd.Discovery[id]; ok && d != "" {
+			res, err := a.engine.Query(ctx, d)
+			if err != nil || len(res.Rows) == 0 {
+				continue // not for this host: osquery leaves it out
+			}
+		}
+		res, err := a.engine.Query(ctx, rd.Queries[id])
+		if err != nil {
+			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+				continue
+			}
+			w.Queries[id] = []map[string]string{}
+			w.Statuses[id] = statusError
+			w.Messages[id] = err.Error()
+			continue
+		}
+		rows := res.Rows
+		if rows == nil {
+			rows = []map[string]string{}
+		}
+		w.Queries[id] = rows
+		w.Statuses[id] = statusOK
+	}
+	if len(w.Messages) == 0 {
+		w.Messages = nil
+	}
+	return w
+}

@@ -1,0 +1,180 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vigilhq/vigil/agent/spool"
+	"github.com/vigilhq/vigil/osquery"
+)
+
+// maxLogPayload bounds one POST /log body (osquery relies on max lines and
+// max line size; this keeps a batch of big lines under common body limits).
+const maxLogPayload = 8 << 20
+
+// shipLoop sends spooled lines every LoggerTLSPeriod. A failed send backs
+// off exponentially up to logger_tls_backoff_max; a 503 waits Retry-After.
+// Lines leave the spool only after a 2xx answer.
+func (a *Agent) shipLoop(ctx context.Context) {
+	period := a.loggerPeriod()
+	wait := period
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		period = a.loggerPeriod()
+		err := a.shipOnce(ctx)
+		var he *httpError
+		switch {
+		case err == nil:
+			wait = period
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &he) && he.RetryAfter > 0:
+			wait = min(he.RetryAfter, DefaultLoggerBackoffMax)
+			a.baseLog.Info("log endpoint asked to retry later", "retry_after", he.RetryAfter)
+		default:
+			wait = min(max(wait*2, period), DefaultLoggerBackoffMax)
+			a.baseLog.Warn("sending logs failed; backing off", "err", err, "retry_in", wait)
+		}
+	}
+}
+
+func (a *Agent) loggerPeriod() time.Duration {
+	if n, ok := a.currentConfig().intOption("logger_tls_period"); ok && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return a.opts.LoggerTLSPeriod
+}
+
+func (a *Agent) loggerMaxLines() int {
+	if n, ok := a.currentConfig().intOption("logger_tls_max_lines"); ok && n > 0 {
+		return int(n)
+	}
+	return DefaultLoggerTLSMaxLines
+}
+
+// shipOnce sends everything spooled (results first, then status), in
+// batches of at most logger_tls_max_lines.
+func (a *Agent) shipOnce(ctx context.Context) error {
+	if err := a.status.Sync(); err != nil {
+		a.baseLog.Warn("syncing status spool", "err", err)
+	}
+	for _, s := range []struct {
+		sp      *spool.Spool
+		logType string
+	}{{a.results, osquery.LogTypeResult}, {a.status, osquery.LogTypeStatus}} {
+		for {
+			recs, err := s.sp.Peek(a.loggerMaxLines(), maxLogPayload)
+			if err != nil {
+				return fmt.Errorf("reading %s spool: %w", s.logType, err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			data := make([]json.RawMessage, len(recs))
+			for i, r := range recs {
+				data[i] = r.Data
+			}
+			err = a.client.call(ctx, osquery.PathLog, func(k string) any {
+				return osquery.LogRequest{NodeKey: k, LogType: s.logType, Data: data}
+			}, nil)
+			if err != nil {
+				return err
+			}
+			if err := s.sp.Ack(recs[len(recs)-1].Seq); err != nil {
+				return fmt.Errorf("acknowledging %s spool: %w", s.logType, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fileLoggerLoop is the filesystem logger used without a server: it moves
+// spooled lines to osqueryd.results.log, osqueryd.snapshots.log and
+// osqueryd.status.log under LoggerPath.
+func (a *Agent) fileLoggerLoop(ctx context.Context) {
+	t := time.NewTicker(a.opts.LoggerTLSPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.writeFiles(); err != nil {
+				a.baseLog.Warn("filesystem logger", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) writeFiles() error {
+	if err := os.MkdirAll(a.opts.LoggerPath, 0o700); err != nil {
+		return fmt.Errorf("create logger path: %w", err)
+	}
+	if err := a.status.Sync(); err != nil {
+		return err
+	}
+	for _, s := range []struct {
+		sp   *spool.Spool
+		file func(json.RawMessage) string
+	}{
+		{a.results, func(l json.RawMessage) string {
+			var h struct {
+				Action string `json:"action"`
+			}
+			_ = json.Unmarshal(l, &h)
+			if h.Action == osquery.ActionSnapshot {
+				return "osqueryd.snapshots.log"
+			}
+			return "osqueryd.results.log"
+		}},
+		{a.status, func(json.RawMessage) string { return "osqueryd.status.log" }},
+	} {
+		for {
+			recs, err := s.sp.Peek(DefaultLoggerTLSMaxLines, maxLogPayload)
+			if err != nil || len(recs) == 0 {
+				if err != nil {
+					return err
+				}
+				break
+			}
+			files := map[string]*os.File{}
+			var werr error
+			for _, r := range recs {
+				name := s.file(r.Data)
+				f := files[name]
+				if f == nil {
+					f, werr = os.OpenFile(filepath.Join(a.opts.LoggerPath, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+					if werr != nil {
+						break
+					}
+					files[name] = f
+				}
+				if _, werr = f.Write(append(r.Data, '\n')); werr != nil {
+					break
+				}
+			}
+			for _, f := range files {
+				if werr == nil {
+					werr = f.Sync()
+				}
+				f.Close()
+			}
+			if werr != nil {
+				return fmt.Errorf("write log file: %w", werr)
+			}
+			if err := s.sp.Ack(recs[len(recs)-1].Seq); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

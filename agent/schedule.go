@@ -1,0 +1,409 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vigilhq/vigil/agent/table"
+	"github.com/vigilhq/vigil/osquery"
+)
+
+// schedQuery is a scheduled query with its run state.
+type schedQuery struct {
+	q     query
+	next  time.Time
+	stats table.ScheduleInfo
+	// skip is why the query does not run on this host ("" = it runs).
+	skip string
+	// deniedUntil is set by the watchdog.
+	deniedUntil time.Time
+	// state caches the persisted differential state (loaded once).
+	state  *queryState
+	loaded bool
+}
+
+// scheduler runs the schedule: one query at a time, as osquery does.
+type scheduler struct {
+	a     *Agent
+	store diffStore
+
+	mu       sync.Mutex
+	queries  []*schedQuery
+	wake     chan struct{}
+	loadDec  map[string]string
+	intDec   map[string]map[string]string // interval -> decorations
+	intDecAt map[string]time.Time
+	evTables map[string]bool
+	wd       *watchdog
+}
+
+func newScheduler(a *Agent) *scheduler {
+	return &scheduler{
+		a:     a,
+		store: diffStore{dir: filepath.Join(a.opts.DataDir, "results")},
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// setConfig installs a new schedule. Queries keep their run state when
+// their name and SQL are unchanged. Pack discovery and load decorators run
+// here.
+func (s *scheduler) setConfig(ctx context.Context, c *agentConfig) {
+	discovery := map[string]bool{} // discovery SQL -> passed
+	var qs []*schedQuery
+	now := s.a.opts.Now()
+	s.mu.Lock()
+	old := map[string]*schedQuery{}
+	for _, sq := range s.queries {
+		old[sq.q.Name] = sq
+	}
+	s.mu.Unlock()
+	for _, q := range c.Queries {
+		sq := &schedQuery{q: q, next: now}
+		if o := old[q.Name]; o != nil && o.q.SQL == q.SQL {
+			sq.stats, sq.deniedUntil = o.stats, o.deniedUntil
+			sq.state, sq.loaded = o.state, o.loaded
+			sq.next = o.next
+			if q.Interval < o.q.Interval && now.Add(q.Interval).Before(sq.next) {
+				sq.next = now.Add(q.Interval)
+			}
+		}
+		sq.stats.Name, sq.stats.Query, sq.stats.Interval = q.Name, q.SQL, int(q.Interval/time.Second)
+		sq.skip = s.skipReason(q)
+		for _, d := range q.Discovery {
+			ok, seen := discovery[d]
+			if !seen {
+				res, err := s.a.engine.Query(ctx, d)
+				ok = err == nil && len(res.Rows) > 0
+				discovery[d] = ok
+			}
+			if !ok && sq.skip == "" {
+				sq.skip = "pack discovery query returned no rows"
+			}
+		}
+		qs = append(qs, sq)
+	}
+	loadDec := map[string]string{}
+	intDec := map[string]map[string]string{}
+	if c.Decorators != nil {
+		s.decorate(ctx, c.Decorators.Load, loadDec)
+		for iv, list := range c.Decorators.Interval {
+			n, err := strconv.Atoi(iv)
+			if err != nil || n <= 0 || n%60 != 0 {
+				s.a.log.Warn("decorator interval must be a multiple of 60 seconds; ignored", "interval", iv)
+				continue
+			}
+			m := map[string]string{}
+			s.decorate(ctx, list, m)
+			intDec[iv] = m
+		}
+	}
+	s.mu.Lock()
+	s.queries = qs
+	s.loadDec, s.intDec, s.intDecAt = loadDec, intDec, map[string]time.Time{}
+	for iv := range intDec {
+		s.intDecAt[iv] = now
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// skipReason applies osquery's platform and shard selectors.
+func (s *scheduler) skipReason(q query) string {
+	if q.Platform != "" {
+		ok := false
+		for _, p := range strings.Split(q.Platform, ",") {
+			switch strings.TrimSpace(strings.ToLower(p)) {
+			case "all", "any", buildPlatform():
+				ok = true
+			case "posix":
+				ok = ok || buildPlatform() != "windows"
+			case "ubuntu", "centos":
+				ok = ok || buildPlatform() == "linux"
+			}
+		}
+		if !ok {
+			return "platform " + q.Platform
+		}
+	}
+	if q.Shard > 0 && q.Shard < 100 {
+		sum := sha1.Sum([]byte(s.a.hostID))
+		if int(binary.BigEndian.Uint16(sum[:2])%100) >= q.Shard {
+			return "shard " + strconv.Itoa(q.Shard)
+		}
+	}
+	return ""
+}
+
+// decorate runs decorator queries and merges their first row into into.
+func (s *scheduler) decorate(ctx context.Context, sqls []string, into map[string]string) {
+	for _, d := range sqls {
+		res, err := s.a.engine.Query(ctx, d)
+		if err != nil {
+			s.a.log.Warn("decorator query failed", "query", d, "err", err)
+			continue
+		}
+		if len(res.Rows) > 1 {
+			s.a.log.Warn("decorator query returned more than one row; using the first", "query", d)
+		}
+		if len(res.Rows) > 0 {
+			for k, v := range res.Rows[0] {
+				into[k] = v
+			}
+		}
+	}
+}
+
+// decorations returns the load and interval decorations (no queries run).
+func (s *scheduler) decorations() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.loadDec) == 0 && len(s.intDec) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(s.loadDec))
+	for k, v := range s.loadDec {
+		out[k] = v
+	}
+	ivs := make([]string, 0, len(s.intDec))
+	for iv := range s.intDec {
+		ivs = append(ivs, iv)
+	}
+	sort.Strings(ivs)
+	for _, iv := range ivs {
+		for k, v := range s.intDec[iv] {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// info is the osquery_schedule view.
+func (s *scheduler) info() []table.ScheduleInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]table.ScheduleInfo, 0, len(s.queries))
+	for _, sq := range s.queries {
+		st := sq.stats
+		if sq.deniedUntil.After(s.a.opts.Now()) {
+			st.Denylisted = 1
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// run executes due queries until ctx is done.
+func (s *scheduler) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		s.runDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+func (s *scheduler) runDue(ctx context.Context) {
+	now := s.a.opts.Now()
+	s.refreshIntervalDecorators(ctx, now)
+	s.mu.Lock()
+	var due []*schedQuery
+	for _, sq := range s.queries {
+		if sq.skip == "" && !now.Before(sq.next) {
+			due = append(due, sq)
+		}
+	}
+	s.mu.Unlock()
+	for _, sq := range due {
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		sq.next = now.Add(sq.q.Interval)
+		denied := sq.deniedUntil.After(now)
+		s.mu.Unlock()
+		if denied {
+			continue
+		}
+		s.runQuery(ctx, sq)
+	}
+}
+
+func (s *scheduler) refreshIntervalDecorators(ctx context.Context, now time.Time) {
+	c := s.a.currentConfig()
+	if c == nil || c.Decorators == nil {
+		return
+	}
+	for iv, list := range c.Decorators.Interval {
+		s.mu.Lock()
+		at, ok := s.intDecAt[iv]
+		s.mu.Unlock()
+		n, _ := strconv.Atoi(iv)
+		if !ok || now.Sub(at) < time.Duration(n)*time.Second {
+			continue
+		}
+		m := map[string]string{}
+		s.decorate(ctx, list, m)
+		s.mu.Lock()
+		s.intDec[iv], s.intDecAt[iv] = m, now
+		s.mu.Unlock()
+	}
+}
+
+// isEventQuery reports whether sql reads an event table: such queries run
+// with QueryAs so that each event row is logged once.
+func (s *scheduler) isEventQuery(sql string) bool {
+	s.mu.Lock()
+	if s.evTables == nil {
+		s.evTables = map[string]bool{}
+		for _, t := range s.a.engine.Tables() {
+			if t.Event {
+				s.evTables[t.Name] = true
+			}
+		}
+	}
+	ev := s.evTables
+	s.mu.Unlock()
+	for _, tok := range strings.FieldsFunc(strings.ToLower(sql), func(r rune) bool {
+		return !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}) {
+		if ev[tok] {
+			return true
+		}
+	}
+	return false
+}
+
+// runQuery runs one scheduled query, spools its result lines durably, then
+// saves its state: a crash in between re-sends rather than loses.
+func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
+	q := sq.q
+	kind := kindDiff
+	switch {
+	case q.Snapshot:
+		kind = kindSnapshot
+	case s.isEventQuery(q.SQL):
+		kind = kindEvent
+	}
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	start := time.Now()
+	var res table.Result
+	var err error
+	if kind == kindEvent {
+		res, err = s.a.engine.QueryAs(ctx, q.Name, q.SQL)
+	} else {
+		res, err = s.a.engine.Query(ctx, q.SQL)
+	}
+	wall := time.Since(start)
+	var ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	now := s.a.opts.Now()
+	s.mu.Lock()
+	sq.stats.Executions++
+	sq.stats.LastExecuted = now.Unix()
+	sq.stats.WallTimeMs += wall.Milliseconds()
+	sq.stats.UserTime += tvMs(ru1.Utime) - tvMs(ru0.Utime)
+	sq.stats.SystemTime += tvMs(ru1.Stime) - tvMs(ru0.Stime)
+	sq.stats.AverageMemory = ru1.Maxrss * 1024
+	s.mu.Unlock()
+	if s.wd != nil {
+		s.wd.check(sq, ru0, ru1, wall)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.a.log.Warn("scheduled query failed", "name", q.Name, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	prev, loaded := sq.state, sq.loaded
+	s.mu.Unlock()
+	if !loaded {
+		var err error
+		if prev, err = s.store.load(q.Name); err != nil {
+			s.a.log.Warn("reading query state", "name", q.Name, "err", err)
+		}
+		s.mu.Lock()
+		sq.state, sq.loaded = prev, true
+		s.mu.Unlock()
+	}
+	epoch, _ := s.a.currentConfig().intOption("schedule_epoch")
+	dec := s.decorations()
+	if c := s.a.currentConfig(); c != nil && c.Decorators != nil && len(c.Decorators.Always) > 0 {
+		if dec == nil {
+			dec = map[string]string{}
+		}
+		s.decorate(ctx, c.Decorators.Always, dec)
+	}
+	h := lineHeader{name: q.Name, host: s.a.hostID, now: now, epoch: epoch, decorations: dec}
+	lines, next := results(kind, h, q.SQL, q.Removed, prev, res.Rows)
+	if len(lines) > 0 {
+		n, err := s.a.spoolResults(lines)
+		if err != nil {
+			s.a.log.Error("spooling results failed; they will be produced again next run", "name", q.Name, "err", err)
+			return
+		}
+		s.mu.Lock()
+		sq.stats.Output += int64(n)
+		s.mu.Unlock()
+	}
+	if next != nil {
+		s.mu.Lock()
+		sq.state = next
+		s.mu.Unlock()
+		if err := s.store.save(q.Name, next); err != nil {
+			s.a.log.Warn("saving query state", "name", q.Name, "err", err)
+		}
+	}
+}
+
+func tvMs(tv syscall.Timeval) int64 { return tv.Sec*1000 + int64(tv.Usec)/1000 }
+
+// spoolResults appends result lines to the result spool and makes them
+// durable. Lines over logger_tls_max_linesize are dropped with a warning, as
+// osquery does. It returns the bytes spooled.
+func (a *Agent) spoolResults(lines []osquery.ResultLine) (int, error) {
+	recs := make([][]byte, 0, len(lines))
+	total := 0
+	for _, l := range lines {
+		b, err := json.Marshal(l)
+		if err != nil {
+			return 0, fmt.Errorf("encode result line: %w", err)
+		}
+		if len(b) > DefaultLoggerTLSMaxLinesz {
+			a.log.Warn("result line over logger_tls_max_linesize dropped", "name", l.Name, "bytes", len(b))
+			continue
+		}
+		total += len(b)
+		recs = append(recs, b)
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	if _, err := a.results.Append(recs...); err != nil {
+		return 0, err
+	}
+	if err := a.results.Sync(); err != nil {
+		return 0, err
+	}
+	return total, nil
+}
