@@ -133,6 +133,7 @@ type columnJSON struct {
 	Hidden   bool   `json:"hidden,omitempty"`
 	Required bool   `json:"required,omitempty"`
 	Index    bool   `json:"index,omitempty"`
+	Collate  string `json:"collate,omitempty"`
 }
 
 type tableJSON struct {

@@ -4,36 +4,12 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/agent"
 	"github.com/vigilhq/vigil/osquery"
 )
 
-// defaultConfig is the configuration served to every host until packs and
-// labels (control plane) take over: the event tables that feed detection at
-// eventEvery, and a light inventory once an hour.
+// defaultConfig serves agent.DefaultConfig to every host until packs and
+// labels take over.
 func defaultConfig(eventEvery time.Duration) func(vigil.Host) osquery.Config {
-	every := int(eventEvery / time.Second)
-	if every < 1 {
-		every = 1
-	}
-	f := false
-	return func(vigil.Host) osquery.Config {
-		return osquery.Config{
-			Options: map[string]any{
-				"schedule_epoch":       0,
-				"events_expiry":        3600,
-				"events_max":           50000,
-				"distributed_interval": 10,
-			},
-			Schedule: map[string]osquery.ScheduledQuery{
-				"process_events": {Query: "SELECT * FROM process_events", Interval: every, Removed: &f},
-				"system_info":    {Query: "SELECT * FROM system_info", Interval: 3600, Snapshot: true},
-				"os_version":     {Query: "SELECT * FROM os_version", Interval: 3600, Snapshot: true},
-				"listening_ports": {
-					Query:    "SELECT pid, port, protocol, family, address FROM listening_ports",
-					Interval: 3600,
-				},
-				"users": {Query: "SELECT uid, gid, username, shell, directory FROM users", Interval: 3600},
-			},
-		}
-	}
+	return func(vigil.Host) osquery.Config { return agent.DefaultConfig(eventEvery) }
 }
