@@ -1,0 +1,56 @@
+// Package table is the agent's SQL engine: osquery-compatible virtual tables
+// (names, columns and types exactly as osquery's specs/*.table, checked by
+// the conformance test) served by an in-memory SQLite (modernc.org/sqlite,
+// pure Go) through its vtab API.
+//
+// It owns the registry of tables and their schemas (registry_linux.go, one
+// file per table, suffixed _linux.go where the implementation is Linux
+// specific) and the "each row once per scheduled query" cursors of the event
+// tables. The agent runtime (agent/...) and cmd/vigil-agent import it; it
+// imports no server package and no cgo package, so the agent stays
+// CGO_ENABLED=0.
+//
+// # How a query runs
+//
+// Each connection of the engine's private driver gets one CREATE VIRTUAL
+// TABLE per table (modernc's vtab has no eponymous modules). BestIndex hands
+// every usable =, LIKE, GLOB and range constraint to the table's generator
+// and omits none, so SQLite re-checks what generators return: a generator
+// may return more rows than asked (never fewer). Constrained index columns
+// (processes.pid, users.uid, ...) make cheap plans; a table with required
+// columns (file, hash) fails with an error naming them when none is
+// constrained. Values are converted to the declared column type the way
+// osquery converts its rows: what does not parse becomes NULL.
+//
+// osquery's SQL functions are registered on every connection (split,
+// regex_split, regex_match, inet_aton, concat, concat_ws, md5, sha1, sha256,
+// to_base64, from_base64, conditional_to_base64, in_cidr_block,
+// community_id_v1[_strict], version_compare) with its version collations
+// (version, version_dpkg, version_rhel, version_arch); SQLite's own math
+// functions are built in.
+// Results render as osquery renders them: NULL as "", doubles with 15
+// significant digits and a ".0" when integral.
+//
+// # Where we differ from osquery on purpose
+//
+//   - users, groups, user_groups read /etc/passwd and /etc/group: no NSS
+//     (LDAP, sssd) accounts, which would need libc.
+//   - system_info.hostname is the kernel's hostname, not a DNS FQDN; hardware
+//     columns come from /sys/class/dmi/id instead of raw SMBIOS.
+//   - dns_resolvers reports each search domain (osquery repeats the first)
+//     and netmask 128 for IPv6 nameservers.
+//   - process_memory_map keeps paths that contain spaces whole.
+//   - rpm_packages reads rpm 4.16+'s SQLite database only (no Berkeley DB or
+//     NDB); without it the table has no rows.
+//   - The hidden namespace columns (pid_with_namespace, mount_namespace_id)
+//     exist but are always NULL: queries are not run inside other
+//     namespaces.
+//   - regex_match and regex_split use Go's RE2 syntax (no backreferences or
+//     lookaround) where osquery uses ECMAScript.
+//   - Event cursors of QueryAs live in memory: they restart with the engine,
+//     as the event buffer's ids do.
+//
+// Kept on purpose because osquery does it: resident_size and total_size of
+// processes are /proc's kB values times 1000; routes reports netmask 0 for
+// host routes (/32, /128); listening_ports includes packet sockets.
+package table
