@@ -23,8 +23,14 @@ func DefaultConfig(eventEvery time.Duration) osquery.Config {
 			"events_max":           50000,
 			"distributed_interval": 10,
 		},
+		// File integrity monitoring of system configuration, as osquery's FIM
+		// file_paths: %% is recursive.
+		FilePaths: map[string][]string{"etc": {"/etc/%%"}},
 		Schedule: map[string]osquery.ScheduledQuery{
 			"process_events":  {Query: "SELECT * FROM process_events", Interval: every, Removed: &f},
+			"socket_events":   {Query: "SELECT * FROM socket_events", Interval: every, Removed: &f},
+			"user_events":     {Query: "SELECT * FROM user_events", Interval: every, Removed: &f},
+			"file_events":     {Query: "SELECT * FROM file_events", Interval: every, Removed: &f},
 			"system_info":     {Query: "SELECT * FROM system_info", Interval: 3600, Snapshot: true},
 			"os_version":      {Query: "SELECT * FROM os_version", Interval: 3600, Snapshot: true},
 			"listening_ports": {Query: "SELECT pid, port, protocol, family, address FROM listening_ports", Interval: 3600},
