@@ -1,0 +1,47 @@
+// Package sigma parses Sigma rules (YAML, with a file, line and column for
+// every error) into an AST and compiles them to SQL for Vigil's event
+// stores: detection rules become a boolean expression over the columns of
+// the event table their logsource maps to (Query), correlation rules a
+// complete SELECT over sliding windows (CorrelationQuery). Meta filters
+// are AND-ed to the rules they name. Check, Convert and Test back the
+// `vigil sigma check|convert|test` commands.
+//
+// Values from rules reach SQL only through each dialect's one escaping
+// function (Dialect.String) and column names only from the schema package
+// (through a Mapping), so a rule cannot change the structure of the SQL it
+// compiles to; FuzzCompile checks that.
+//
+// Semantics, where the specification leaves room or converters differ:
+//
+//   - Matching is case-insensitive, for non-ASCII letters too (DuckDB
+//     ILIKE; ClickHouse lowerUTF8, positionCaseInsensitiveUTF8 and RE2
+//     (?i)), unless the cased modifier is given. Regular expressions are
+//     case-sensitive unless re|i.
+//   - An absent field is NULL and never matches; "not x" is
+//     NOT coalesce(x, false), so negation keeps events whose field is
+//     absent. neq behaves like "not" of the same match.
+//   - Keyword (fieldless) searches look for each value anywhere in the
+//     table's raw message column, or in every text column when the table
+//     has none.
+//   - base64 and base64offset values are matched case-sensitively: the
+//     encoded text of "IEX" is not that of "iex".
+//   - windash replaces every -, /, en dash, em dash and horizontal bar of
+//     the value by a class of all five (a regular expression), not only
+//     at the start of words.
+//   - cidr works on the text of addresses: IPv4 ranges as dotted-decimal
+//     prefixes, IPv6 ranges on the expanded 32-digit form of the address
+//     (any spelling, "::" compression, zone ids).
+//   - expand needs every placeholder in Options.Placeholders, else the
+//     rule fails.
+//   - timespan is a sliding window ending at each event; a hit is an event
+//     at which the correlation's condition holds. DuckDB uses window
+//     functions; ClickHouse 18.16 has none, so its queries collect each
+//     group's events into an array (quadratic in a group's size) and
+//     treat a NULL group-by value as an empty string. temporal_ordered checks
+//     that the rules' events occur in the listed order within timespan.
+//     value_percentile is the share (in percent) of the group's events in
+//     the window that have the event's value of the field.
+//
+// It imports the schema and store contracts and no database code;
+// detect and the CLI import it.
+package sigma
