@@ -1,0 +1,195 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/ingest/wal"
+)
+
+// Drainer tuning.
+const (
+	drainReadBytes  = 8 << 20 // WAL bytes read per store batch
+	drainMaxBackoff = 5 * time.Second
+)
+
+// Run drains the WAL into the Appender until ctx ends: it reads committed
+// records (first those left from before a restart: the replay), decodes
+// them as Log would without a WAL, appends many requests as one batch and
+// releases the records once the store has them. Reading and decoding the
+// next records overlaps with appending the current ones. A store failure
+// is retried with backoff, never dropped; a batch the store refuses as
+// invalid is retried request by request and only the refused requests are
+// dropped (counted in Stats.StoreRejected, logged). Run returns nil when
+// ctx ends or the WAL is closed. Without a WAL it returns at once.
+func (i *Ingester) Run(ctx context.Context) error {
+	if i.wal == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	decoded := make(chan *drainBatch, 1)
+	defer func() {
+		cancel()
+		for range decoded { // wait for the reader to stop
+		}
+	}()
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(decoded)
+		pos := i.wal.Start()
+		for {
+			recs, next, err := i.wal.Read(ctx, pos, drainReadBytes)
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, wal.ErrClosed) {
+					err = nil
+				}
+				readErr <- err
+				return
+			}
+			d := i.decodeRecords(recs)
+			d.next = next
+			pos = next
+			select {
+			case decoded <- d:
+			case <-ctx.Done():
+				readErr <- nil
+				return
+			}
+		}
+	}()
+	for d := range decoded {
+		if err := i.drain(ctx, d); err != nil {
+			return nil // ctx ended while retrying
+		}
+		if err := i.wal.Release(d.next); err != nil {
+			i.log.Error("releasing WAL records", "err", err)
+		}
+		i.drained.Lock()
+		close(i.drainedCh)
+		i.drainedCh = make(chan struct{})
+		i.drained.Unlock()
+	}
+	if err := <-readErr; err != nil {
+		return fmt.Errorf("ingest: reading the WAL: %w", err)
+	}
+	return nil
+}
+
+// pendingBatch is the decoded batch of one WAL record.
+type pendingBatch struct {
+	host  vigil.Host
+	batch vigil.Batch
+	lines int
+}
+
+// drainBatch is what one WAL read decodes to.
+type drainBatch struct {
+	parts []pendingBatch
+	all   vigil.Batch
+	lines int
+	next  wal.Pos
+}
+
+func (i *Ingester) decodeRecords(recs [][]byte) *drainBatch {
+	d := &drainBatch{parts: make([]pendingBatch, 0, len(recs))}
+	for _, raw := range recs {
+		r, err := decodeRecord(raw)
+		if err != nil {
+			// Only a bug or disk corruption the checksum missed gets here.
+			i.log.Error("dropping an undecodable WAL record", "err", err)
+			i.stats.add(&stats{storeRejected: 1})
+			continue
+		}
+		b, accepted, err := i.decode(r.host, r.logType, r.lines)
+		if err != nil {
+			i.log.Warn("dropping a WAL record", "host_id", r.host.ID, "err", err)
+			continue
+		}
+		d.parts = append(d.parts, pendingBatch{host: r.host, batch: b, lines: accepted})
+		d.all.Results = append(d.all.Results, b.Results...)
+		d.all.Events = append(d.all.Events, b.Events...)
+		d.lines += accepted
+	}
+	return d
+}
+
+// drain appends a decoded WAL read; it returns only when the store has it
+// (or refused parts of it as invalid), or with ctx's error.
+func (i *Ingester) drain(ctx context.Context, d *drainBatch) error {
+	err := i.appendRetry(ctx, d.all)
+	if err == nil {
+		if d.all.Len() > 0 {
+			i.stats.add(&stats{appended: int64(d.all.Len()), appendedLines: int64(d.lines), lastAppended: i.now()})
+		}
+		return nil
+	}
+	if !errors.Is(err, vigil.ErrInvalid) {
+		return err
+	}
+	i.log.Error("store refused a merged batch; retrying request by request", "err", err)
+	for _, p := range d.parts {
+		err := i.appendRetry(ctx, p.batch)
+		switch {
+		case err == nil:
+			i.stats.add(&stats{appended: int64(p.batch.Len()), appendedLines: int64(p.lines), lastAppended: i.now()})
+		case errors.Is(err, vigil.ErrInvalid):
+			i.log.Error("store refused a request's rows; dropping them", "host_id", p.host.ID, "rows", p.batch.Len(), "err", err)
+			i.stats.add(&stats{storeRejected: 1})
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// appendRetry appends b, retrying failures other than ErrInvalid with
+// backoff until ctx ends.
+func (i *Ingester) appendRetry(ctx context.Context, b vigil.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		err := i.app.Append(ctx, b)
+		if err == nil || errors.Is(err, vigil.ErrInvalid) {
+			return err
+		}
+		i.stats.add(&stats{unavailable: 1})
+		i.log.Warn("store append failed; retrying", "rows", b.Len(), "in", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, drainMaxBackoff)
+	}
+}
+
+// WaitDrained waits until every record the WAL had committed when it was
+// called is in the store (or was refused as invalid), or ctx ends. Tests
+// and graceful shutdown use it.
+func (i *Ingester) WaitDrained(ctx context.Context) error {
+	if i.wal == nil {
+		return nil
+	}
+	target := i.wal.End()
+	for {
+		i.drained.Lock()
+		ch := i.drainedCh
+		i.drained.Unlock()
+		// Released records are in the store; Release moves past finished
+		// segments, so the released position reaches End exactly.
+		done := !i.wal.Start().Less(target)
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

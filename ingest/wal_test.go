@@ -1,0 +1,197 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/ingest"
+	"github.com/vigilhq/vigil/ingest/wal"
+)
+
+func openWAL(t *testing.T, dir string, opts wal.Options) *wal.WAL {
+	t.Helper()
+	opts.Dir = dir
+	w, err := wal.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// runDrainer runs ing.Run until the test ends.
+func runDrainer(t *testing.T, ing *ingest.Ingester) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ing.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+func waitDrained(t *testing.T, ing *ingest.Ingester) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ing.WaitDrained(ctx); err != nil {
+		t.Fatalf("WaitDrained: %v", err)
+	}
+}
+
+// TestWALEndToEnd: many concurrent requests through the WAL into DuckDB.
+func TestWALEndToEnd(t *testing.T) {
+	s := openStore(t)
+	w := openWAL(t, t.TempDir(), wal.Options{SegmentBytes: 64 << 10})
+	ing := ingest.New(ingest.Options{Appender: s, WAL: w})
+	runDrainer(t, ing)
+	const hosts, reqs, perReq = 8, 10, 25
+	var wg sync.WaitGroup
+	for h := range hosts {
+		wg.Go(func() {
+			hh := vigil.Host{ID: fmt.Sprintf("h%d", h), Hostname: fmt.Sprintf("host%d", h)}
+			for r := range reqs {
+				var lines []json.RawMessage
+				for l := range perReq {
+					lines = append(lines, procLine("process_events", r, l, "x"))
+				}
+				if err := ing.Log(context.Background(), hh, "result", lines); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitDrained(t, ing)
+	r, err := s.Query(context.Background(), "SELECT count(*), count(DISTINCT host_id), max(seq) FROM process_creation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(hosts * reqs * perReq)
+	if r.Rows[0][0] != want || r.Rows[0][1] != int64(hosts) || r.Rows[0][2] != want {
+		t.Errorf("count, hosts, max seq = %v; want %d, %d, %d", r.Rows[0], want, hosts, want)
+	}
+	if st := w.Stats(); st.Commits >= st.Records {
+		t.Errorf("WAL: %d commits for %d records: no group commit", st.Commits, st.Records)
+	}
+	if st := ing.Stats(); st.LinesAppended != want || st.EventsAccepted != want || st.WAL == nil || st.WAL.Pending != 0 || st.WAL.Records != hosts*reqs {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestWALReplay: requests acknowledged before a crash (nothing drained)
+// reach the store after the restart, once, even when part of them had
+// already reached it.
+func TestWALReplay(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t)
+	w, err := wal.Open(wal.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing := ingest.New(ingest.Options{Appender: s, WAL: w}) // no Run: the crash comes first
+	ctx := context.Background()
+	for r := range 5 {
+		if err := ing.Log(ctx, host, "result", []json.RawMessage{procLine("process_events", r, 1, "a"), procLine("process_events", r, 2, "b")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Part of it made it to the store before the crash.
+	direct := ingest.New(ingest.Options{Appender: s})
+	if err := direct.Log(ctx, host, "result", []json.RawMessage{procLine("process_events", 0, 1, "a")}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	w2 := openWAL(t, dir, wal.Options{})
+	ing2 := ingest.New(ingest.Options{Appender: s, WAL: w2})
+	runDrainer(t, ing2)
+	waitDrained(t, ing2)
+	r, err := s.Query(ctx, "SELECT count(*), count(DISTINCT event_id) FROM process_creation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rows[0][0] != int64(10) || r.Rows[0][1] != int64(10) {
+		t.Errorf("rows, distinct ids after replay = %v; want 10, 10", r.Rows[0])
+	}
+	if st := w2.Stats(); st.Recovered != 5 || st.Pending != 0 {
+		t.Errorf("WAL stats after drain: %+v", st)
+	}
+}
+
+// TestWALFullIsUnavailable: with the store stuck, the WAL fills up and Log
+// answers ErrUnavailable (503) instead of buffering without bound.
+func TestWALFullIsUnavailable(t *testing.T) {
+	w := openWAL(t, t.TempDir(), wal.Options{MaxBytes: 4 << 10})
+	ing := ingest.New(ingest.Options{WAL: w, Appender: appenderFunc(func(context.Context, vigil.Batch) error {
+		return errors.New("store down")
+	})})
+	runDrainer(t, ing)
+	var err error
+	for n := 0; n < 100 && err == nil; n++ {
+		err = ing.Log(context.Background(), host, "result", []json.RawMessage{procLine("q", n, 1, "x")})
+	}
+	if !errors.Is(err, vigil.ErrUnavailable) {
+		t.Fatalf("Log with a full WAL: %v, want ErrUnavailable", err)
+	}
+	if st := ing.Stats(); st.Unavailable == 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDrainerRetriesAndIsolatesInvalid: store failures are retried until
+// they pass; a request the store refuses as invalid is dropped alone.
+func TestDrainerRetriesAndIsolatesInvalid(t *testing.T) {
+	var fails atomic.Int32
+	fails.Store(3)
+	var mu sync.Mutex
+	stored := map[string]bool{}
+	app := appenderFunc(func(_ context.Context, b vigil.Batch) error {
+		if fails.Add(-1) >= 0 {
+			return errors.New("transient")
+		}
+		for _, r := range b.Results {
+			if r.HostID == "poison" {
+				return fmt.Errorf("bad row: %w", vigil.ErrInvalid)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range b.Results {
+			stored[r.HostID+"/"+r.ID] = true
+		}
+		return nil
+	})
+	w := openWAL(t, t.TempDir(), wal.Options{CommitInterval: 20 * time.Millisecond})
+	ing := ingest.New(ingest.Options{WAL: w, Appender: app})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, h := range []string{"a", "poison", "b"} {
+		wg.Go(func() {
+			if err := ing.Log(ctx, vigil.Host{ID: h}, "result", []json.RawMessage{procLine("q", 1, 1, "x")}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	runDrainer(t, ing)
+	waitDrained(t, ing)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(stored) != 2 {
+		t.Errorf("stored %v, want the rows of a and b", stored)
+	}
+	if st := ing.Stats(); st.StoreRejected != 1 || st.Unavailable < 3 {
+		t.Errorf("stats %+v", st)
+	}
+}

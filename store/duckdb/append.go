@@ -1,0 +1,326 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/schema"
+	"github.com/vigilhq/vigil/store"
+)
+
+// staged rows of one table in one batch, in the table's column order with
+// ingested_at and seq left to fill at write time.
+type stagedRows struct {
+	t        *table
+	rows     [][]driver.Value
+	ids      map[string]struct{} // to drop repeats within the batch
+	lo, hi   time.Time
+	haveTime bool
+	nullTime bool
+}
+
+func (r *stagedRows) add(id string, row []driver.Value, at time.Time) {
+	if _, dup := r.ids[id]; dup {
+		return // the first copy of an id in a batch wins
+	}
+	r.ids[id] = struct{}{}
+	r.rows = append(r.rows, row)
+	if at.IsZero() {
+		r.nullTime = true
+		return
+	}
+	if !r.haveTime || at.Before(r.lo) {
+		r.lo = at
+	}
+	if !r.haveTime || at.After(r.hi) {
+		r.hi = at
+	}
+	r.haveTime = true
+}
+
+// Append writes the batch in one transaction. Rows whose event id the
+// table already holds, or that repeat an id earlier in the batch, are
+// dropped; the others get seq values above every seq of their table, in
+// batch order. A batch with an invalid row (unknown table or column, value
+// of the wrong type, empty id) is rejected whole with vigil.ErrInvalid.
+//
+// How: the batch's ids go through the Appender into a temporary table on
+// the writer connection; one join against the table finds those already
+// stored; then, inside the transaction, the new rows go through the
+// Appender straight into the table with seq numbered in Go. DuckDB's
+// Appender writes into the connection's open transaction, so readers see
+// the whole batch or none of it, and each row is copied once.
+func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	staged, err := s.stage(b)
+	if err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("duckdb: append: store closed: %w", vigil.ErrUnavailable)
+	}
+	start := time.Now()
+	// The transaction is driven by statements rather than database/sql's Tx
+	// because the Appender works on the raw connection, inside it.
+	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return fmt.Errorf("duckdb: append: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if _, err := s.conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				s.log.Error("rolling back an append", "err", err)
+			}
+		}
+	}()
+	var dedupe time.Duration
+	now := s.now().UTC()
+	next := make(map[*table]int64, len(staged))
+	for _, st := range staged {
+		d := time.Now()
+		existing, err := s.existing(ctx, st)
+		if err != nil {
+			return fmt.Errorf("duckdb: append: checking ids of %s: %w", st.t.name, err)
+		}
+		dedupe += time.Since(d)
+		seq, err := s.write(st, existing, now)
+		if err != nil {
+			return fmt.Errorf("duckdb: append: writing %s: %w", st.t.name, err)
+		}
+		next[st.t] = seq
+	}
+	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("duckdb: append: committing: %w", err)
+	}
+	committed = true
+	for t, seq := range next {
+		t.seq = seq
+	}
+	s.log.Debug("append", "rows", b.Len(), "convert", start.Sub(t0), "dedupe", dedupe, "total", time.Since(start))
+	return nil
+}
+
+// existing returns the ids of st that its table already holds. It runs in
+// the writer's open transaction.
+func (s *Store) existing(ctx context.Context, st *stagedRows) (map[string]struct{}, error) {
+	t := st.t
+	if t.seq == 0 {
+		return nil, nil // nothing was ever written to the table
+	}
+	if _, err := s.conn.ExecContext(ctx, `DELETE FROM temp.main.`+quoteIdent(idsTable)); err != nil {
+		return nil, err
+	}
+	err := s.conn.Raw(func(dc any) error {
+		a, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", idsTable)
+		if err != nil {
+			return err
+		}
+		idCol := t.index[store.ColEventID]
+		for _, row := range st.rows {
+			if err := a.AppendRow(row[idCol]); err != nil {
+				a.Close()
+				return err
+			}
+		}
+		return a.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	q := t.dupes
+	if st.nullTime {
+		q = t.dupesN
+	}
+	lo, hi := st.lo, st.hi
+	if !st.haveTime {
+		lo, hi = time.Unix(0, 0), time.Unix(0, 0)
+	}
+	rows, err := s.conn.QueryContext(ctx, q, lo.UTC(), hi.UTC())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out map[string]struct{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[string]struct{}{}
+		}
+		out[id] = struct{}{}
+	}
+	return out, rows.Err()
+}
+
+// write appends the rows of st whose ids are not in existing to the table,
+// numbering seq from the table's current maximum, and returns the new
+// maximum. It runs in the writer's open transaction.
+func (s *Store) write(st *stagedRows, existing map[string]struct{}, now time.Time) (int64, error) {
+	t := st.t
+	seq := t.seq
+	err := s.conn.Raw(func(dc any) (err error) {
+		// A fresh appender per batch: long-lived appenders have been seen
+		// to grow memory (duckdb-go #23, #124).
+		a, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "main", t.name)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := a.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+		idCol, seqCol, atCol := t.index[store.ColEventID], t.index[store.ColSeq], t.index[store.ColIngestedAt]
+		for _, row := range st.rows {
+			if _, ok := existing[row[idCol].(string)]; ok {
+				continue
+			}
+			seq++
+			row[seqCol] = seq
+			row[atCol] = now
+			if err := a.AppendRow(row...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// stage validates the batch and converts it into appender rows, grouped
+// by table in first-appearance order.
+func (s *Store) stage(b vigil.Batch) ([]*stagedRows, error) {
+	// Big batches convert their two halves on two CPUs; this runs before
+	// the write lock is taken.
+	var results *stagedRows
+	var resErr error
+	done := make(chan struct{})
+	if len(b.Results) >= 1000 {
+		go func() {
+			defer close(done)
+			results, resErr = s.stageResults(b.Results)
+		}()
+	} else {
+		results, resErr = s.stageResults(b.Results)
+		close(done)
+	}
+	out, err := s.stageEvents(b.Events)
+	<-done
+	if err != nil {
+		return nil, err
+	}
+	if resErr != nil {
+		return nil, resErr
+	}
+	if results != nil {
+		out = append(out, results)
+	}
+	return out, nil
+}
+
+// slab hands out row slices from big allocations: one per 1,024 rows
+// instead of one per row, which the garbage collector feels at 100k rows.
+type slab []driver.Value
+
+func (sl *slab) row(n int) []driver.Value {
+	if len(*sl) < n {
+		*sl = make([]driver.Value, 1024*n)
+	}
+	r := (*sl)[:n:n]
+	*sl = (*sl)[n:]
+	return r
+}
+
+func (s *Store) stageEvents(events []vigil.Event) ([]*stagedRows, error) {
+	var out []*stagedRows
+	var rows slab
+	by := map[string]*stagedRows{}
+	get := func(name string) (*stagedRows, error) {
+		if st, ok := by[name]; ok {
+			return st, nil
+		}
+		t, ok := s.tables[name]
+		if !ok || name == schema.ResultsTable {
+			return nil, fmt.Errorf("duckdb: append: unknown event table %q: %w", name, vigil.ErrInvalid)
+		}
+		st := &stagedRows{t: t, ids: map[string]struct{}{}}
+		by[name] = st
+		out = append(out, st)
+		return st, nil
+	}
+	for i, e := range events {
+		st, err := get(e.Table)
+		if err != nil {
+			return nil, err
+		}
+		if e.ID == "" {
+			return nil, fmt.Errorf("duckdb: append: event %d (%s): empty id: %w", i, e.Table, vigil.ErrInvalid)
+		}
+		t := st.t
+		row := rows.row(len(t.cols))
+		row[t.index[store.ColEventID]] = e.ID
+		row[t.index[store.ColHostID]] = e.HostID
+		row[t.index[store.ColEventTime]] = timeOrNil(e.Time)
+		for k, v := range e.Fields {
+			j, ok := t.index[k]
+			if !ok || k != store.ColHostname && t.common[j] {
+				return nil, fmt.Errorf("duckdb: append: event %s: %q is not a column of %s: %w", e.ID, k, t.name, vigil.ErrInvalid)
+			}
+			cv, err := store.Coerce(t.cols[j].Type, v)
+			if err != nil {
+				return nil, fmt.Errorf("duckdb: append: event %s: column %s: %w", e.ID, k, err)
+			}
+			row[j] = cv
+		}
+		st.add(e.ID, row, e.Time)
+	}
+	return out, nil
+}
+
+func (s *Store) stageResults(results []vigil.ResultRow) (*stagedRows, error) {
+	if len(results) == 0 {
+		return nil, nil
+	}
+	t := s.tables[schema.ResultsTable]
+	st := &stagedRows{t: t, ids: make(map[string]struct{}, len(results))}
+	idCol, hostCol, timeCol := t.index[store.ColEventID], t.index[store.ColHostID], t.index[store.ColEventTime]
+	queryCol, actionCol, colsCol := t.index["query_name"], t.index["action"], t.index["columns"]
+	var rows slab
+	for i, r := range results {
+		if r.ID == "" {
+			return nil, fmt.Errorf("duckdb: append: result %d (%s): empty id: %w", i, r.Query, vigil.ErrInvalid)
+		}
+		row := rows.row(len(t.cols))
+		row[idCol] = r.ID
+		row[hostCol] = r.HostID
+		row[timeCol] = timeOrNil(r.Time)
+		row[queryCol] = r.Query
+		row[actionCol] = r.Action
+		row[colsCol] = store.EncodeColumns(r.Columns)
+		st.add(r.ID, row, r.Time)
+	}
+	return st, nil
+}
+
+func timeOrNil(t time.Time) driver.Value {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
