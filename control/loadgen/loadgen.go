@@ -1,0 +1,432 @@
+// Package loadgen simulates a fleet of agents against a Vigil server (or
+// any server of the osquery TLS remote API): each simulated agent enrolls,
+// fetches its config, sends result logs on a schedule and answers live
+// queries, holding distributed/read open when long polling. It measures
+// per-endpoint latency and errors. cmd/vigil wires it as
+// `vigil bench agents`; it imports only the standard library, the root
+// package and osquery, like an agent.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigilhq/vigil/osquery"
+)
+
+// Options configure a run. URL and EnrollSecret are required.
+type Options struct {
+	URL          string         // https://host:port of the server
+	RootCAs      *x509.CertPool // CA to pin; nil uses the system pool
+	EnrollSecret string
+	Agents       int           // simulated agents; default 100
+	Duration     time.Duration // how long to run after enrolling; default 30 s
+	// LogInterval is how often each agent sends a result log request,
+	// with LinesPerLog lines; defaults 10 s and 20.
+	LogInterval time.Duration
+	LinesPerLog int
+	// LongPoll makes agents announce the long-poll capability and hold
+	// distributed/read open (as Vigil's agent); otherwise they poll every
+	// ReadInterval (as osquery's distributed_interval), default 10 s.
+	LongPoll     bool
+	ReadInterval time.Duration
+	// Prefix of host identifiers: <prefix>-<n>; default "loadgen".
+	Prefix string
+	// EnrollConcurrency bounds simultaneous enrollments; default 50.
+	EnrollConcurrency int
+	// Stop, when closed, ends the run before Duration (requests already
+	// sent still complete and count).
+	Stop   <-chan struct{}
+	Logger *slog.Logger
+}
+
+// Stats summarise one endpoint's requests.
+type Stats struct {
+	Count  int           `json:"count"`
+	Errors int           `json:"errors"`
+	P50    time.Duration `json:"p50"`
+	P99    time.Duration `json:"p99"`
+	Max    time.Duration `json:"max"`
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Agents          int              `json:"agents"`
+	Enrolled        int              `json:"enrolled"`
+	EnrollTime      time.Duration    `json:"enroll_time"` // all enrollments, wall clock
+	Elapsed         time.Duration    `json:"elapsed"`
+	LinesSent       int64            `json:"lines_sent"`
+	QueriesAnswered int64            `json:"queries_answered"`
+	Endpoints       map[string]Stats `json:"endpoints"`
+	FirstErrors     []string         `json:"first_errors,omitempty"`
+	samples         map[string][]time.Duration
+}
+
+// LinesPerSecond is the rate result lines were accepted at.
+func (r Report) LinesPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.LinesSent) / r.Elapsed.Seconds()
+}
+
+// String renders the report for people.
+func (r Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "agents %d, enrolled %d in %v; ran %v; %d result lines (%.0f/s); %d live queries answered\n",
+		r.Agents, r.Enrolled, r.EnrollTime.Round(time.Millisecond), r.Elapsed.Round(time.Millisecond), r.LinesSent,
+		r.LinesPerSecond(), r.QueriesAnswered)
+	names := make([]string, 0, len(r.Endpoints))
+	for n := range r.Endpoints {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(&b, "%-36s %8s %7s %10s %10s %10s\n", "endpoint", "requests", "errors", "p50", "p99", "max")
+	for _, n := range names {
+		s := r.Endpoints[n]
+		fmt.Fprintf(&b, "%-36s %8d %7d %10v %10v %10v\n", n, s.Count, s.Errors, s.P50.Round(time.Microsecond),
+			s.P99.Round(time.Microsecond), s.Max.Round(time.Microsecond))
+	}
+	for _, e := range r.FirstErrors {
+		fmt.Fprintf(&b, "error: %s\n", e)
+	}
+	return b.String()
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	samples map[string][]time.Duration
+	errs    map[string]int
+	first   []string
+}
+
+const maxSamples = 1_000_000
+
+func (r *recorder) record(path string, d time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.samples[path]) < maxSamples {
+		r.samples[path] = append(r.samples[path], d)
+	}
+	if err != nil {
+		r.errs[path]++
+		if len(r.first) < 10 {
+			r.first = append(r.first, fmt.Sprintf("%s: %v", path, err))
+		}
+	}
+}
+
+// Run simulates the fleet until Duration has passed after enrollment or
+// ctx ends, and reports. It fails only when no agent could enroll.
+func Run(ctx context.Context, opts Options) (Report, error) {
+	if opts.URL == "" || opts.EnrollSecret == "" {
+		return Report{}, errors.New("loadgen: URL and EnrollSecret are required")
+	}
+	if opts.Agents <= 0 {
+		opts.Agents = 100
+	}
+	if opts.Duration <= 0 {
+		opts.Duration = 30 * time.Second
+	}
+	if opts.LogInterval <= 0 {
+		opts.LogInterval = 10 * time.Second
+	}
+	if opts.LinesPerLog <= 0 {
+		opts.LinesPerLog = 20
+	}
+	if opts.ReadInterval <= 0 {
+		opts.ReadInterval = 10 * time.Second
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "loadgen"
+	}
+	if opts.EnrollConcurrency <= 0 {
+		opts.EnrollConcurrency = 50
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	rec := &recorder{samples: map[string][]time.Duration{}, errs: map[string]int{}}
+	g := &fleet{opts: opts, rec: rec, base: strings.TrimRight(opts.URL, "/")}
+
+	// Enroll everyone first, bounded, so the run measures steady state.
+	start := time.Now()
+	agents := make([]*simAgent, opts.Agents)
+	sem := make(chan struct{}, opts.EnrollConcurrency)
+	var wg sync.WaitGroup
+	for i := range agents {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			a := &simAgent{g: g, ident: fmt.Sprintf("%s-%d", opts.Prefix, i), uuid: randomHex(16), client: newClient(opts)}
+			if err := a.enroll(ctx); err != nil {
+				return
+			}
+			agents[i] = a
+		}()
+	}
+	wg.Wait()
+	report := Report{Agents: opts.Agents, EnrollTime: time.Since(start)}
+	agents = slices.DeleteFunc(agents, func(a *simAgent) bool { return a == nil })
+	report.Enrolled = len(agents)
+	if len(agents) == 0 {
+		report.finish(rec)
+		return report, fmt.Errorf("loadgen: no agent could enroll: %s", strings.Join(rec.first, "; "))
+	}
+
+	runCtx, cancel := context.WithTimeout(ctx, opts.Duration)
+	defer cancel()
+	if opts.Stop != nil {
+		go func() {
+			select {
+			case <-opts.Stop:
+				cancel()
+			case <-runCtx.Done():
+			}
+		}()
+	}
+	runStart := time.Now()
+	for _, a := range agents {
+		wg.Add(2)
+		// Requests already sent finish under ctx even when the run ends, so
+		// what the report counts is what the server got.
+		go func() { defer wg.Done(); a.logLoop(runCtx, ctx) }()
+		go func() { defer wg.Done(); a.readLoop(runCtx, ctx) }()
+	}
+	wg.Wait()
+	for _, a := range agents {
+		a.client.CloseIdleConnections()
+	}
+	report.Elapsed = time.Since(runStart)
+	report.LinesSent = g.lines.Load()
+	report.QueriesAnswered = g.answered.Load()
+	report.finish(rec)
+	return report, nil
+}
+
+func (r *Report) finish(rec *recorder) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	r.Endpoints = map[string]Stats{}
+	for path, ds := range rec.samples {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		st := Stats{Count: len(s), Errors: rec.errs[path]}
+		if len(s) > 0 {
+			st.P50, st.P99, st.Max = s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], s[len(s)-1]
+		}
+		r.Endpoints[path] = st
+	}
+	r.FirstErrors = rec.first
+}
+
+type fleet struct {
+	opts     Options
+	rec      *recorder
+	base     string
+	lines    atomic.Int64
+	answered atomic.Int64
+}
+
+type simAgent struct {
+	g       *fleet
+	client  *http.Client
+	ident   string
+	uuid    string
+	key     string
+	counter int
+}
+
+// post sends one request and decodes the answer; the error says what went
+// wrong (transport, status, node_invalid).
+func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "osquery/5.12.1 (vigil loadgen)")
+	if a.key != "" {
+		req.Header.Set("Authorization", "NodeKey "+a.key)
+	}
+	start := time.Now()
+	resp, err := a.client.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+		raw, rerr := io.ReadAll(resp.Body)
+		switch {
+		case rerr != nil:
+			err = rerr
+		case resp.StatusCode != http.StatusOK:
+			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+		case out != nil:
+			err = json.Unmarshal(raw, out)
+		}
+		if err == nil {
+			var inv osquery.NodeInvalidResponse
+			if json.Unmarshal(raw, &inv) == nil && inv.NodeInvalid {
+				err = errors.New("node_invalid")
+			}
+		}
+	}
+	if ctx.Err() != nil && err != nil {
+		return ctx.Err() // the run ended; not the server's fault
+	}
+	a.g.rec.record(path, time.Since(start), err)
+	return err
+}
+
+// newClient gives each simulated agent its own connection pool, as real
+// agents have: one shared transport made its mutex the bottleneck of the
+// simulation rather than the server.
+func newClient(opts Options) *http.Client {
+	return &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+func (a *simAgent) enroll(ctx context.Context) error {
+	details := map[string]map[string]string{
+		"system_info":  {"hostname": a.ident, "uuid": a.uuid},
+		"os_version":   {"name": "Loadgen Linux", "version": "1", "platform": "linux"},
+		"osquery_info": {"version": "5.12.1"},
+	}
+	if a.g.opts.LongPoll {
+		details["vigil"] = map[string]string{"long_poll": "true", "capability": strconv.Itoa(osquery.CapabilityVersion)}
+	}
+	var er osquery.EnrollResponse
+	if err := a.post(ctx, osquery.PathEnroll, osquery.EnrollRequest{EnrollSecret: a.g.opts.EnrollSecret,
+		HostIdentifier: a.ident, PlatformType: "9", HostDetails: details}, &er); err != nil {
+		return err
+	}
+	if er.NodeKey == "" {
+		return errors.New("enroll returned no node key")
+	}
+	a.key = er.NodeKey
+	var cfg osquery.Config
+	return a.post(ctx, osquery.PathConfig, osquery.NodeRequest{NodeKey: a.key}, &cfg)
+}
+
+func (a *simAgent) logLoop(ctx, reqCtx context.Context) {
+	// Spread agents over the interval so they do not all send at once.
+	if !sleep(ctx, time.Duration(randomUint(uint64(a.g.opts.LogInterval)))) {
+		return
+	}
+	t := time.NewTicker(a.g.opts.LogInterval)
+	defer t.Stop()
+	for {
+		if a.sendLog(reqCtx) == nil {
+			a.g.lines.Add(int64(a.g.opts.LinesPerLog))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *simAgent) sendLog(ctx context.Context) error {
+	now := time.Now()
+	lines := make([]json.RawMessage, a.g.opts.LinesPerLog)
+	for i := range lines {
+		a.counter++
+		l := osquery.ResultLine{Name: "process_events", HostIdentifier: a.ident, CalendarTime: osquery.CalendarTime(now),
+			UnixTime: osquery.Int(now.Unix()), Epoch: 0, Counter: osquery.Int(a.counter), Action: osquery.ActionAdded,
+			Columns: map[string]string{"pid": strconv.Itoa(1000 + a.counter), "path": "/usr/bin/true",
+				"cmdline": "true " + strconv.Itoa(a.counter), "parent": "1", "uid": "0", "time": strconv.FormatInt(now.Unix(), 10)}}
+		lines[i], _ = json.Marshal(l)
+	}
+	return a.post(ctx, osquery.PathLog, osquery.LogRequest{NodeKey: a.key, LogType: osquery.LogTypeResult, Data: lines}, nil)
+}
+
+func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
+	for ctx.Err() == nil {
+		req := osquery.NodeRequest{NodeKey: a.key}
+		if a.g.opts.LongPoll {
+			req.VigilWait = 30_000
+		}
+		var rr osquery.DistributedReadResponse
+		err := a.post(ctx, osquery.PathDistributedRead, req, &rr)
+		if err == nil && len(rr.Queries) > 0 {
+			wr := osquery.DistributedWriteRequest{NodeKey: a.key, Queries: map[string][]map[string]string{},
+				Statuses: map[string]osquery.Int{}}
+			for id := range rr.Queries {
+				wr.Queries[id] = []map[string]string{{"host": a.ident, "answer": "42"}}
+				wr.Statuses[id] = 0
+			}
+			if a.post(reqCtx, osquery.PathDistributedWrite, wr, nil) == nil {
+				a.g.answered.Add(int64(len(rr.Queries)))
+			}
+			continue
+		}
+		wait := a.g.opts.ReadInterval
+		if a.g.opts.LongPoll && err == nil {
+			wait = 0 // ask again at once: the server held the request
+		}
+		if err != nil {
+			wait = max(wait, time.Second)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomUint(n uint64) uint64 {
+	if n == 0 {
+		return 0
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return v % n
+}

@@ -1,0 +1,429 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigilhq/vigil"
+)
+
+// Per-host statuses of a live-query campaign. pending: waiting for the
+// host to ask; sent: handed to the host, waiting for its answer; the rest
+// are final.
+const (
+	StatusPending = "pending"
+	StatusSent    = "sent"
+	StatusOK      = "ok"
+	StatusError   = "error"
+	StatusOffline = "offline"
+	StatusTimeout = "timeout"
+)
+
+// FinalStatus reports whether a host status is final.
+func FinalStatus(s string) bool {
+	switch s {
+	case StatusOK, StatusError, StatusOffline, StatusTimeout:
+		return true
+	}
+	return false
+}
+
+// CampaignHost is one target host of a campaign.
+type CampaignHost struct {
+	HostID    string              `json:"host_id"`
+	Hostname  string              `json:"hostname"`
+	Status    string              `json:"status"`
+	Error     string              `json:"error,omitempty"`
+	RowCount  int                 `json:"row_count"`
+	Rows      []map[string]string `json:"rows,omitempty"`
+	UpdatedAt time.Time           `json:"updated_at"`
+}
+
+// Summary counts a campaign's hosts by status.
+type Summary struct {
+	Total   int `json:"total"`
+	OK      int `json:"ok"`
+	Error   int `json:"error"`
+	Timeout int `json:"timeout"`
+	Offline int `json:"offline"`
+	Pending int `json:"pending"` // pending or sent
+}
+
+func (s *Summary) add(status string) {
+	s.Total++
+	switch status {
+	case StatusOK:
+		s.OK++
+	case StatusError:
+		s.Error++
+	case StatusTimeout:
+		s.Timeout++
+	case StatusOffline:
+		s.Offline++
+	default:
+		s.Pending++
+	}
+}
+
+// Campaign is a live query sent to a set of hosts, kept after it ends.
+type Campaign struct {
+	ID          string         `json:"id"`
+	SQL         string         `json:"sql"`
+	Actor       string         `json:"actor"`
+	CreatedAt   time.Time      `json:"created_at"`
+	Deadline    time.Time      `json:"deadline"`
+	CompletedAt time.Time      `json:"completed_at,omitzero"`
+	Done        bool           `json:"done"`
+	Summary     Summary        `json:"summary"`
+	Hosts       []CampaignHost `json:"hosts,omitempty"`
+}
+
+// CreateCampaign stores a new campaign with its target hosts (each with
+// its initial status, pending or offline) and, in the same transaction,
+// the audit entry that records who started it; a campaign never exists
+// without its audit record. An empty ID is assigned. A campaign with no
+// pending host is complete at once.
+func (db *DB) CreateCampaign(ctx context.Context, c Campaign, audit *AuditEntry) (Campaign, error) {
+	if c.SQL == "" || len(c.Hosts) == 0 {
+		return Campaign{}, fmt.Errorf("state: a campaign needs SQL and at least one host: %w", vigil.ErrInvalid)
+	}
+	if c.ID == "" {
+		c.ID = NewID()
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = db.now()
+	}
+	c.Summary = Summary{}
+	for i := range c.Hosts {
+		if c.Hosts[i].Status == "" {
+			c.Hosts[i].Status = StatusPending
+		}
+		if c.Hosts[i].UpdatedAt.IsZero() {
+			c.Hosts[i].UpdatedAt = c.CreatedAt
+		}
+		c.Summary.add(c.Hosts[i].Status)
+	}
+	if c.Summary.Pending == 0 {
+		c.Done, c.CompletedAt = true, c.CreatedAt
+	}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO campaigns (id, sql, actor, created_at, deadline, completed_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, c.ID, c.SQL, c.Actor, ts(c.CreatedAt), ts(c.Deadline), ts(c.CompletedAt)); err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO campaign_hosts (campaign_id, host_id, hostname, status, error, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, h := range c.Hosts {
+			if _, err := stmt.ExecContext(ctx, c.ID, h.HostID, h.Hostname, h.Status, h.Error, ts(h.UpdatedAt)); err != nil {
+				return err
+			}
+		}
+		if audit != nil {
+			return appendAudit(ctx, tx, *audit, db.now())
+		}
+		return nil
+	})
+	if err != nil {
+		return Campaign{}, fmt.Errorf("state: creating campaign: %w", err)
+	}
+	return c, nil
+}
+
+// TakePendingQueries returns the queries waiting for a host (campaign id
+// -> SQL) of campaigns still running at now, and marks them sent, so each
+// is handed out once.
+func (db *DB) TakePendingQueries(ctx context.Context, hostID string, now time.Time) (map[string]string, error) {
+	// A cheap read first: almost every distributed/read finds nothing, and
+	// must not take the write lock to learn it.
+	var n int
+	stmt, err := db.prepared(ctx, db.r, `SELECT count(*) FROM campaign_hosts WHERE host_id = ? AND status = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("state: reading pending queries of %q: %w", hostID, err)
+	}
+	if err := stmt.QueryRowContext(ctx, hostID, StatusPending).Scan(&n); err != nil {
+		return nil, fmt.Errorf("state: reading pending queries of %q: %w", hostID, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return db.claim(ctx, hostID, now)
+}
+
+// Result is one host's answer to a campaign.
+type Result struct {
+	Status string // StatusOK or StatusError
+	Error  string
+	Rows   []map[string]string
+	Time   time.Time
+}
+
+// RecordResult stores a host's answer if the host is a target of the
+// campaign still waiting for one (pending or sent); otherwise (unknown
+// campaign, not a target, already answered or timed out) it records
+// nothing and returns recorded false. completed is true when this answer
+// was the last one the campaign waited for.
+func (db *DB) RecordResult(ctx context.Context, campaignID, hostID string, r Result) (recorded, completed bool, err error) {
+	if r.Status != StatusOK && r.Status != StatusError {
+		return false, false, fmt.Errorf("state: result status %q: %w", r.Status, vigil.ErrInvalid)
+	}
+	if r.Time.IsZero() {
+		r.Time = db.now()
+	}
+	var rowsJSON any // NULL for errors
+	if r.Status == StatusOK {
+		rows := r.Rows
+		if rows == nil {
+			rows = []map[string]string{}
+		}
+		b, err := json.Marshal(rows)
+		if err != nil {
+			return false, false, fmt.Errorf("state: encoding rows: %w", err)
+		}
+		rowsJSON = string(b)
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockCampaign(ctx, tx, campaignID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE campaign_hosts SET status = ?, error = ?, rows_json = ?, row_count = ?, updated_at = ?
+			WHERE campaign_id = ? AND host_id = ? AND status IN (?, ?)
+			AND EXISTS (SELECT 1 FROM campaigns WHERE id = ? AND completed_at = 0)`,
+			r.Status, r.Error, rowsJSON, len(r.Rows), ts(r.Time), campaignID, hostID, StatusPending, StatusSent, campaignID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		recorded = true
+		completed, err = completeIfDone(ctx, tx, campaignID, r.Time)
+		return err
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("state: recording result of %q for campaign %q: %w", hostID, campaignID, err)
+	}
+	return recorded, completed, nil
+}
+
+// lockCampaign serialises the transactions that may complete a campaign.
+// Under PostgreSQL's read committed, two hosts answering at once would
+// each see the other still pending and neither would complete it; a no-op
+// UPDATE takes the row lock. SQLite has one writer: nothing to do.
+func (db *DB) lockCampaign(ctx context.Context, tx *sql.Tx, id string) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE campaigns SET completed_at = completed_at WHERE id = ?`, id)
+	return err
+}
+
+func completeIfDone(ctx context.Context, tx *sql.Tx, id string, now time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx, `UPDATE campaigns SET completed_at = ? WHERE id = ? AND completed_at = 0
+		AND NOT EXISTS (SELECT 1 FROM campaign_hosts WHERE campaign_id = ? AND status IN (?, ?))`,
+		ts(now), id, id, StatusPending, StatusSent)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ExpireCampaign marks every host still waiting as timed out and the
+// campaign complete. It returns the hosts it timed out; completed is false
+// when the campaign was already complete (then nothing changes).
+func (db *DB) ExpireCampaign(ctx context.Context, id string, now time.Time) (timedOut []CampaignHost, completed bool, err error) {
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockCampaign(ctx, tx, id); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT host_id, hostname FROM campaign_hosts WHERE campaign_id = ? AND status IN (?, ?)
+			ORDER BY hostname, host_id`, id, StatusPending, StatusSent)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			h := CampaignHost{Status: StatusTimeout, UpdatedAt: now}
+			if err := rows.Scan(&h.HostID, &h.Hostname); err != nil {
+				rows.Close()
+				return err
+			}
+			timedOut = append(timedOut, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE campaign_hosts SET status = ?, error = ?, updated_at = ?
+			WHERE campaign_id = ? AND status IN (?, ?)`,
+			StatusTimeout, "no answer before the campaign's deadline", ts(now), id, StatusPending, StatusSent); err != nil {
+			return err
+		}
+		completed, err = completeIfDone(ctx, tx, id, now)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("state: expiring campaign %q: %w", id, err)
+	}
+	if !completed {
+		timedOut = nil
+	}
+	for i := range timedOut {
+		timedOut[i].Error = "no answer before the campaign's deadline"
+	}
+	return timedOut, completed, nil
+}
+
+// OpenCampaigns returns the campaigns not yet complete (without hosts),
+// oldest first, so that a restarted server can time them out.
+func (db *DB) OpenCampaigns(ctx context.Context) ([]Campaign, error) {
+	return db.listCampaigns(ctx, `WHERE completed_at = 0 ORDER BY created_at`, 1_000_000)
+}
+
+// ListCampaigns returns the latest campaigns, newest first, with their
+// summaries but without hosts.
+func (db *DB) ListCampaigns(ctx context.Context, limit int) ([]Campaign, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return db.listCampaigns(ctx, `ORDER BY created_at DESC, id`, limit)
+}
+
+func (db *DB) listCampaigns(ctx context.Context, tail string, limit int) ([]Campaign, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, sql, actor, created_at, deadline, completed_at FROM campaigns `+tail+` LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("state: listing campaigns: %w", err)
+	}
+	var out []Campaign
+	for rows.Next() {
+		c, err := scanCampaign(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("state: listing campaigns: %w", err)
+		}
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: listing campaigns: %w", err)
+	}
+	for i := range out {
+		s, err := db.summary(ctx, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Summary = s
+	}
+	return out, nil
+}
+
+func scanCampaign(s scanner) (Campaign, error) {
+	var c Campaign
+	var created, deadline, completed int64
+	if err := s.Scan(&c.ID, &c.SQL, &c.Actor, &created, &deadline, &completed); err != nil {
+		return Campaign{}, err
+	}
+	c.CreatedAt, c.Deadline, c.CompletedAt = fromTS(created), fromTS(deadline), fromTS(completed)
+	c.Done = completed != 0
+	return c, nil
+}
+
+func (db *DB) summary(ctx context.Context, id string) (Summary, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT status, count(*) FROM campaign_hosts WHERE campaign_id = ? GROUP BY status`, id)
+	if err != nil {
+		return Summary{}, fmt.Errorf("state: summarising campaign %q: %w", id, err)
+	}
+	defer rows.Close()
+	var s Summary
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return Summary{}, fmt.Errorf("state: summarising campaign %q: %w", id, err)
+		}
+		for range n {
+			s.add(st)
+		}
+	}
+	return s, rows.Err()
+}
+
+// GetCampaign returns a campaign with every target host, its status and
+// its rows. Hosts are ordered by when they last changed, then hostname, so
+// a replay shows answers in the order they came.
+func (db *DB) GetCampaign(ctx context.Context, id string) (Campaign, error) {
+	c, err := scanCampaign(db.r.QueryRowContext(ctx, `SELECT id, sql, actor, created_at, deadline, completed_at FROM campaigns WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Campaign{}, fmt.Errorf("state: campaign %q: %w", id, vigil.ErrNotFound)
+	}
+	if err != nil {
+		return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT host_id, hostname, status, error, rows_json, row_count, updated_at
+		FROM campaign_hosts WHERE campaign_id = ? ORDER BY updated_at, hostname, host_id`, id)
+	if err != nil {
+		return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h CampaignHost
+		var rj sql.NullString
+		var updated int64
+		if err := rows.Scan(&h.HostID, &h.Hostname, &h.Status, &h.Error, &rj, &h.RowCount, &updated); err != nil {
+			return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
+		}
+		h.UpdatedAt = fromTS(updated)
+		if rj.Valid {
+			if err := json.Unmarshal([]byte(rj.String), &h.Rows); err != nil {
+				return Campaign{}, fmt.Errorf("state: campaign %q host %q: decoding rows: %w", id, h.HostID, err)
+			}
+			if h.Rows == nil {
+				h.Rows = []map[string]string{}
+			}
+		}
+		c.Summary.add(h.Status)
+		c.Hosts = append(c.Hosts, h)
+	}
+	if err := rows.Err(); err != nil {
+		return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// CampaignSummary counts a campaign's hosts by status.
+func (db *DB) CampaignSummary(ctx context.Context, id string) (Summary, error) {
+	return db.summary(ctx, id)
+}
+
+// CampaignHost returns one target host of a campaign with its rows.
+func (db *DB) CampaignHost(ctx context.Context, campaignID, hostID string) (CampaignHost, error) {
+	var h CampaignHost
+	var rj sql.NullString
+	var updated int64
+	err := db.r.QueryRowContext(ctx, `SELECT host_id, hostname, status, error, rows_json, row_count, updated_at
+		FROM campaign_hosts WHERE campaign_id = ? AND host_id = ?`, campaignID, hostID).
+		Scan(&h.HostID, &h.Hostname, &h.Status, &h.Error, &rj, &h.RowCount, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return CampaignHost{}, fmt.Errorf("state: host %q of campaign %q: %w", hostID, campaignID, vigil.ErrNotFound)
+	}
+	if err != nil {
+		return CampaignHost{}, fmt.Errorf("state: reading host %q of campaign %q: %w", hostID, campaignID, err)
+	}
+	h.UpdatedAt = fromTS(updated)
+	if rj.Valid {
+		if err := json.Unmarshal([]byte(rj.String), &h.Rows); err != nil {
+			return CampaignHost{}, fmt.Errorf("state: campaign %q host %q: decoding rows: %w", campaignID, hostID, err)
+		}
+		if h.Rows == nil {
+			h.Rows = []map[string]string{}
+		}
+	}
+	return h, nil
+}

@@ -1,0 +1,221 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil"
+)
+
+func testCampaignLifecycle(t *testing.T, db *DB) {
+	ctx := context.Background()
+	a, _ := enroll(t, db, "a", "")
+	b, _ := enroll(t, db, "b", "")
+	c, _ := enroll(t, db, "c", "")
+	now := time.Now()
+	camp, err := db.CreateCampaign(ctx, Campaign{
+		SQL: "SELECT 1", Actor: "alice", CreatedAt: now, Deadline: now.Add(time.Minute),
+		Hosts: []CampaignHost{{HostID: a.ID, Hostname: "a"}, {HostID: b.ID, Hostname: "b"}, {HostID: c.ID, Hostname: "c", Status: StatusOffline}},
+	}, &AuditEntry{Actor: "alice", Action: "query.start", Source: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if camp.ID == "" || camp.Done || camp.Summary.Pending != 2 || camp.Summary.Offline != 1 {
+		t.Fatalf("created %+v", camp)
+	}
+	if log, _ := db.AuditLog(ctx, AuditFilter{}); len(log) != 1 || log[0].Action != "query.start" {
+		t.Errorf("audit entry not written with the campaign: %+v", log)
+	}
+
+	// a asks: gets the query once.
+	q, err := db.TakePendingQueries(ctx, a.ID, now)
+	if err != nil || q[camp.ID] != "SELECT 1" || len(q) != 1 {
+		t.Fatalf("TakePendingQueries = %v, %v", q, err)
+	}
+	if q, _ := db.TakePendingQueries(ctx, a.ID, now); len(q) != 0 {
+		t.Errorf("query handed out twice: %v", q)
+	}
+	// The offline host is not asked.
+	if q, _ := db.TakePendingQueries(ctx, c.ID, now); len(q) != 0 {
+		t.Errorf("offline host got %v", q)
+	}
+
+	rec, done, err := db.RecordResult(ctx, camp.ID, a.ID, Result{Status: StatusOK, Rows: []map[string]string{{"x": "1"}}})
+	if err != nil || !rec || done {
+		t.Fatalf("RecordResult a = %v %v %v", rec, done, err)
+	}
+	// A second answer from a is ignored.
+	if rec, _, _ := db.RecordResult(ctx, camp.ID, a.ID, Result{Status: StatusError, Error: "late"}); rec {
+		t.Error("second answer recorded")
+	}
+	// A host that is not a target cannot write into the campaign.
+	if rec, _, _ := db.RecordResult(ctx, camp.ID, "intruder", Result{Status: StatusOK}); rec {
+		t.Error("non-target recorded")
+	}
+	if _, _, err := db.RecordResult(ctx, camp.ID, b.ID, Result{Status: "weird"}); !errors.Is(err, vigil.ErrInvalid) {
+		t.Errorf("bad status: %v", err)
+	}
+	// b answers without having asked (pending -> error is allowed) and completes the campaign.
+	rec, done, err = db.RecordResult(ctx, camp.ID, b.ID, Result{Status: StatusError, Error: "no such table: nope"})
+	if err != nil || !rec || !done {
+		t.Fatalf("RecordResult b = %v %v %v", rec, done, err)
+	}
+	got, err := db.GetCampaign(ctx, camp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := db.CampaignSummary(ctx, camp.ID); err != nil || s != got.Summary {
+		t.Errorf("CampaignSummary = %+v %v, GetCampaign says %+v", s, err, got.Summary)
+	}
+	if h, err := db.CampaignHost(ctx, camp.ID, a.ID); err != nil || h.Status != StatusOK || len(h.Rows) != 1 || h.Rows[0]["x"] != "1" {
+		t.Errorf("CampaignHost(a) = %+v %v", h, err)
+	}
+	if h, err := db.CampaignHost(ctx, camp.ID, b.ID); err != nil || h.Status != StatusError || h.Rows != nil {
+		t.Errorf("CampaignHost(b) = %+v %v", h, err)
+	}
+	if _, err := db.CampaignHost(ctx, camp.ID, "nope"); !errors.Is(err, vigil.ErrNotFound) {
+		t.Errorf("CampaignHost(nope) = %v", err)
+	}
+	if s, _ := db.CampaignSummary(ctx, "nope"); s.Total != 0 {
+		t.Errorf("summary of an unknown campaign %+v", s)
+	}
+	if !got.Done || got.Summary != (Summary{Total: 3, OK: 1, Error: 1, Offline: 1}) {
+		t.Errorf("campaign %+v", got)
+	}
+	byID := map[string]CampaignHost{}
+	for _, h := range got.Hosts {
+		byID[h.HostID] = h
+	}
+	if h := byID[a.ID]; h.Status != StatusOK || len(h.Rows) != 1 || h.Rows[0]["x"] != "1" || h.RowCount != 1 {
+		t.Errorf("host a %+v", h)
+	}
+	if h := byID[b.ID]; h.Status != StatusError || h.Error != "no such table: nope" || h.Rows != nil {
+		t.Errorf("host b %+v", h)
+	}
+	// Expiring a completed campaign changes nothing.
+	if to, completed, err := db.ExpireCampaign(ctx, camp.ID, now.Add(time.Hour)); err != nil || completed || len(to) != 0 {
+		t.Errorf("ExpireCampaign on done = %v %v %v", to, completed, err)
+	}
+	if _, err := db.GetCampaign(ctx, "nope"); !errors.Is(err, vigil.ErrNotFound) {
+		t.Errorf("GetCampaign(nope) = %v", err)
+	}
+}
+
+func testCampaignTimeout(t *testing.T, db *DB) {
+	ctx := context.Background()
+	a, _ := enroll(t, db, "a", "")
+	b, _ := enroll(t, db, "b", "")
+	now := time.Now()
+	camp, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 2", Actor: "op", CreatedAt: now, Deadline: now.Add(time.Second),
+		Hosts: []CampaignHost{{HostID: a.ID, Hostname: "a"}, {HostID: b.ID, Hostname: "b"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the deadline, nothing is handed out.
+	if q, _ := db.TakePendingQueries(ctx, a.ID, now.Add(2*time.Second)); len(q) != 0 {
+		t.Errorf("expired query handed out: %v", q)
+	}
+	db.TakePendingQueries(ctx, b.ID, now)
+	open, err := db.OpenCampaigns(ctx)
+	if err != nil || len(open) != 1 || open[0].ID != camp.ID {
+		t.Fatalf("OpenCampaigns = %v, %v", open, err)
+	}
+	to, completed, err := db.ExpireCampaign(ctx, camp.ID, now.Add(2*time.Second))
+	if err != nil || !completed || len(to) != 2 || to[0].Status != StatusTimeout {
+		t.Fatalf("ExpireCampaign = %+v %v %v", to, completed, err)
+	}
+	// A late answer is not recorded.
+	if rec, _, _ := db.RecordResult(ctx, camp.ID, b.ID, Result{Status: StatusOK}); rec {
+		t.Error("late answer recorded")
+	}
+	if open, _ := db.OpenCampaigns(ctx); len(open) != 0 {
+		t.Errorf("still open: %v", open)
+	}
+	list, err := db.ListCampaigns(ctx, 10)
+	if err != nil || len(list) != 1 || list[0].Summary.Timeout != 2 || !list[0].Done || list[0].Hosts != nil {
+		t.Errorf("ListCampaigns = %+v, %v", list, err)
+	}
+}
+
+func testCampaignAllOfflineCompletesAtOnce(t *testing.T, db *DB) {
+	ctx := context.Background()
+	a, _ := enroll(t, db, "a", "")
+	camp, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 3", Deadline: time.Now().Add(time.Minute),
+		Hosts: []CampaignHost{{HostID: a.ID, Status: StatusOffline}}}, nil)
+	if err != nil || !camp.Done {
+		t.Fatalf("campaign %+v %v", camp, err)
+	}
+	got, _ := db.GetCampaign(ctx, camp.ID)
+	if !got.Done {
+		t.Error("stored campaign not done")
+	}
+	if _, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 1"}, nil); !errors.Is(err, vigil.ErrInvalid) {
+		t.Errorf("campaign without hosts: %v", err)
+	}
+}
+
+func TestCampaignLifecycle(t *testing.T) { forEachBackend(t, testCampaignLifecycle) }
+
+func TestCampaignTimeout(t *testing.T) { forEachBackend(t, testCampaignTimeout) }
+
+func TestCampaignAllOfflineCompletesAtOnce(t *testing.T) {
+	forEachBackend(t, testCampaignAllOfflineCompletesAtOnce)
+}
+
+// Many hosts claiming at once (batched into few statements): each gets its
+// own query exactly once, even when it asks twice concurrently.
+func testConcurrentClaims(t *testing.T, db *DB) {
+	ctx := context.Background()
+	var hosts []CampaignHost
+	for i := range 200 {
+		h, _, err := db.EnrollHost(ctx, vigil.Host{Identifier: fmt.Sprint("h", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, CampaignHost{HostID: h.ID})
+	}
+	now := time.Now()
+	c, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 9", Deadline: now.Add(time.Minute), Hosts: hosts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q, err := db.TakePendingQueries(ctx, h.HostID, now)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(q) > 0 {
+					if q[c.ID] != "SELECT 9" {
+						t.Errorf("host %s got %v", h.HostID, q)
+					}
+					mu.Lock()
+					got[h.HostID]++
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(got) != len(hosts) {
+		t.Errorf("%d of %d hosts got the query", len(got), len(hosts))
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("host %s got the query %d times", id, n)
+		}
+	}
+}
+
+func TestConcurrentClaims(t *testing.T) { forEachBackend(t, testConcurrentClaims) }

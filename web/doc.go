@@ -1,0 +1,44 @@
+// Package web is the HTTP API for people: hosts, live queries (started
+// and followed as server-sent events), alerts, carves, the fleet
+// configuration, tokens and the audit log, behind bearer-token
+// authentication with roles. cmd/vigil mounts its Handler beside the
+// osquery API of package control; the CLI and the console are its
+// clients. Agents never import it.
+//
+// Every request carries "Authorization: Bearer <token>" (tokens come from
+// state.CreateToken or POST /api/v1/tokens). A missing or bad token is
+// 401; a role too low is 403; failed authentications from one address are
+// limited (429 after Options.BadAuthLimit in Options.BadAuthWindow) and
+// audited. Errors are JSON: {"error": "..."}. Each role includes the ones
+// before it:
+//
+//	viewer    GET  /api/v1/whoami                    {"user","role"}
+//	          GET  /api/v1/hosts                     {"hosts":[host + "online"]}
+//	          GET  /api/v1/hosts/{id}/config         what the host is served, its labels, config version
+//	          GET  /api/v1/alerts?status=&host=&rule=&limit=   {"alerts":[...]}, newest first
+//	          GET  /api/v1/queries?limit=            {"queries":[campaign summaries]}
+//	          GET  /api/v1/queries/{id}              campaign with per-host status and rows
+//	          GET  /api/v1/queries/{id}/stream       text/event-stream: result, status, done
+//	          GET  /api/v1/carves                    {"carves":[...]}
+//	          GET  /api/v1/config                    fleet configuration and version
+//	          GET  /api/v1/config/versions[/{n}]
+//	operator  POST /api/v1/queries                   {"sql","hosts":[id|identifier|hostname],"all"} -> 201 {"id","hosts"}
+//	          PATCH /api/v1/alerts/{id}              {"status","assignee","close_reason"}
+//	          GET  /api/v1/carves/{id}/data          the carved bytes (audited)
+//	admin     PUT  /api/v1/config                    {"config","base_version","comment"} (409 if base is stale)
+//	          PUT  /api/v1/hosts/{id}/labels         {"labels":[...]}
+//	          POST /api/v1/hosts/{id}/revoke         revoke node keys: the agent must enroll again
+//	          DELETE /api/v1/hosts/{id}
+//	          GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{id}
+//	          GET|POST /api/v1/enroll-secrets, DELETE /api/v1/enroll-secrets/{name}
+//	          GET  /api/v1/audit?after=&limit=&action=&format=json|ndjson
+//
+// The stream of a live query replays what already happened, then sends
+// events as hosts answer: "result" {"host_id","hostname","rows"} for a
+// host that succeeded, "status" {"host_id","hostname","status","error"}
+// once per host (ok, error, offline, timeout), and finally "done"
+// {"total","ok","error","timeout","offline"}. Hosts offline when the query
+// starts (no check-in within control.Options.OfflineAfter) are reported
+// offline at once and never sent the query; the others have
+// control.Options.QueryTimeout (default 60 s) to answer, then time out.
+package web

@@ -1,0 +1,170 @@
+package web
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/vigilhq/vigil/control"
+	"github.com/vigilhq/vigil/state"
+)
+
+// Server-sent event payloads of GET /api/v1/queries/{id}/stream.
+type (
+	// ResultData is the data of a "result" event.
+	ResultData struct {
+		HostID   string              `json:"host_id"`
+		Hostname string              `json:"hostname"`
+		Rows     []map[string]string `json:"rows"`
+	}
+	// StatusData is the data of a "status" event.
+	StatusData struct {
+		HostID   string `json:"host_id"`
+		Hostname string `json:"hostname"`
+		Status   string `json:"status"` // ok, error, offline, timeout
+		Error    string `json:"error,omitempty"`
+	}
+	// DoneData is the data of the final "done" event.
+	DoneData struct {
+		Total   int `json:"total"`
+		OK      int `json:"ok"`
+		Error   int `json:"error"`
+		Timeout int `json:"timeout"`
+		Offline int `json:"offline"`
+	}
+)
+
+// heartbeat keeps proxies from closing a quiet stream.
+const heartbeat = 15 * time.Second
+
+func (a *API) streamQuery(w http.ResponseWriter, r *http.Request, _ state.Principal) {
+	id := r.PathValue("id")
+	// Every campaign has at least one host: none means no such campaign.
+	s, err := a.db.CampaignSummary(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if s.Total == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("query %q not found", id))
+		return
+	}
+	events, cancel := a.ctl.Subscribe(id)
+	defer cancel()
+
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's WriteTimeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
+
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			rc.Flush()
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			name, data := sseData(ev)
+			b, err := json.Marshal(data)
+			if err != nil {
+				a.logger.Error("encoding event", "err", err)
+				return
+			}
+			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b); err != nil {
+				return
+			}
+			rc.Flush()
+			if ev.Type == control.EventDone {
+				return
+			}
+		}
+	}
+}
+
+func sseData(ev control.CampaignEvent) (string, any) {
+	switch ev.Type {
+	case control.EventResult:
+		rows := ev.Rows
+		if rows == nil {
+			rows = []map[string]string{}
+		}
+		return ev.Type, ResultData{HostID: ev.HostID, Hostname: ev.Hostname, Rows: rows}
+	case control.EventStatus:
+		return ev.Type, StatusData{HostID: ev.HostID, Hostname: ev.Hostname, Status: ev.Status, Error: ev.Error}
+	default:
+		s := ev.Summary
+		return control.EventDone, DoneData{Total: s.Total, OK: s.OK, Error: s.Error, Timeout: s.Timeout, Offline: s.Offline}
+	}
+}
+
+// exportAudit returns audit entries after ?after= (an id), oldest first,
+// up to ?limit= (default 1000, at most 10000), as JSON or, with
+// ?format=ndjson, one JSON object per line for log shippers. next_after
+// is the id to pass for the next page.
+func (a *API) exportAudit(w http.ResponseWriter, r *http.Request, _ state.Principal) {
+	q := r.URL.Query()
+	f := state.AuditFilter{Action: q.Get("action"), Limit: 1000}
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("after %q: want an entry id", s))
+			return
+		}
+		f.AfterID = n
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10_000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to 10000", s))
+			return
+		}
+		f.Limit = n
+	}
+	entries, err := a.db.AuditLog(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	next := f.AfterID
+	if len(entries) > 0 {
+		next = entries[len(entries)-1].ID
+	}
+	switch q.Get("format") {
+	case "", "json":
+		if entries == nil {
+			entries = []state.AuditEntry{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "next_after": next})
+	case "ndjson":
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("X-Next-After", strconv.FormatInt(next, 10))
+		enc := json.NewEncoder(w)
+		for _, e := range entries {
+			enc.Encode(e)
+		}
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want json or ndjson", q.Get("format")))
+	}
+}
+
+func randomToken() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
