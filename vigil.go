@@ -61,12 +61,15 @@ type Event struct {
 // ResultRow is one row of a scheduled query kept as it came, for the raw
 // results table.
 type ResultRow struct {
-	ID      string // deterministic event id
-	HostID  string
-	Query   string // scheduled query name
-	Action  string // added, removed, snapshot
-	Time    time.Time
-	Columns map[string]string
+	ID       string // deterministic event id
+	HostID   string
+	Hostname string
+	Query    string // scheduled query name
+	Action   string // added, removed, snapshot
+	Epoch    int64  // osquery epoch of the log line
+	Counter  int64  // osquery counter of the log line
+	Time     time.Time
+	Columns  map[string]string
 }
 
 // Batch is what ingest hands to a store in one write: normalised events and
