@@ -20,11 +20,16 @@ import (
 	"github.com/vigilhq/vigil/detect"
 	"github.com/vigilhq/vigil/detect/rules"
 	"github.com/vigilhq/vigil/ingest"
+	"github.com/vigilhq/vigil/ingest/wal"
 	"github.com/vigilhq/vigil/pki"
 	"github.com/vigilhq/vigil/state"
 	"github.com/vigilhq/vigil/store/duckdb"
 	"github.com/vigilhq/vigil/web"
 )
+
+// The control state is what the detection engine keeps its watermarks and
+// alerts in.
+var _ detect.State = (*state.DB)(nil)
 
 // ServerOptions configure a Main.
 type ServerOptions struct {
@@ -52,6 +57,7 @@ type Main struct {
 
 	state   *state.DB
 	store   *duckdb.Store
+	wal     *wal.WAL
 	ingest  *ingest.Ingester
 	control *control.Server
 	api     *web.API
@@ -64,9 +70,11 @@ type Main struct {
 	secret  string
 	profile Profile
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errs   chan error
+	cancel     context.CancelFunc
+	stopIngest context.CancelFunc
+	ingestDone chan struct{}
+	wg         sync.WaitGroup
+	errs       chan error
 }
 
 // NewMain returns a Main with defaults filled in.
@@ -118,9 +126,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.store, err = duckdb.Open(ctx, duckdb.Options{Path: filepath.Join(dir, "events.duckdb"), Logger: m.log}); err != nil {
 		return fmt.Errorf("opening event store: %w", err)
 	}
+	// Batches are acknowledged once the WAL's group commit has them; the
+	// drainer moves them into the store in the background.
+	if m.wal, err = wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Logger: m.log}); err != nil {
+		return fmt.Errorf("opening write-ahead log: %w", err)
+	}
 	var ctl *control.Server
 	m.ingest = ingest.New(ingest.Options{
 		Appender:   m.store,
+		WAL:        m.wal,
 		QueryTable: func(name string) string { return ctl.OsqueryTableOf(name) },
 		Logger:     m.log,
 	})
@@ -177,6 +191,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		return err
 	}, runCtx)
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopIngest = stopIngest
+	m.ingestDone = make(chan struct{})
+	go func() {
+		defer close(m.ingestDone)
+		if err := m.ingest.Run(ingestCtx); err != nil {
+			m.log.Error("ingest drainer stopped", "err", err)
+		}
+	}()
 	m.goRun("detect", m.detect.Run, runCtx)
 
 	token, err := m.adminToken(ctx)
@@ -240,6 +263,12 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	var errs []error
+	// Control first: it releases long-polling agents (else Shutdown waits
+	// for them), flushes check-ins and stops live-query timers while state
+	// is still open.
+	if m.control != nil {
+		errs = append(errs, m.control.Close())
+	}
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := m.srv.Shutdown(ctx); err != nil {
@@ -250,6 +279,20 @@ func (m *Main) Close() error {
 		m.ln.Close()
 	}
 	m.wg.Wait()
+	// No new batches arrive now: let the drainer move what the WAL holds
+	// into the store (what it cannot is replayed at the next start).
+	if m.stopIngest != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := m.ingest.WaitDrained(ctx); err != nil {
+			m.log.Warn("write-ahead log not drained at shutdown; it is replayed at the next start", "err", err)
+		}
+		cancel()
+		m.stopIngest()
+		<-m.ingestDone
+	}
+	if m.wal != nil {
+		errs = append(errs, m.wal.Close())
+	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
 	}
