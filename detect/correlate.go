@@ -16,7 +16,7 @@ import (
 // one alert per (rule, trigger event), which makes that harmless. Every event past the
 // threshold is a hit; one alert per group and timespan is raised: at the
 // first hit, and again at the first hit more than a timespan later.
-func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(string) int64) (int, error) {
+func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(string) int64) (int, int, error) {
 	heads := map[string]int64{}
 	fresh := false
 	var oldest time.Time // earliest event_time among the new events
@@ -24,7 +24,7 @@ func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(stri
 		h := head(t)
 		wm, err := e.opts.State.Watermark(ctx, c.rule.ID, t)
 		if err != nil {
-			return 0, fmt.Errorf("reading watermark of rule %s: %w", c.rule.ID, err)
+			return 0, 0, fmt.Errorf("reading watermark of rule %s: %w", c.rule.ID, err)
 		}
 		heads[t] = h
 		if h <= wm {
@@ -34,7 +34,7 @@ func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(stri
 		rows, err := e.opts.Querier.Query(ctx, "SELECT min("+store.ColEventTime+") FROM "+e.dialect.Ident(t)+
 			" WHERE "+store.ColSeq+" > ? AND "+store.ColSeq+" <= ?", wm, h)
 		if err != nil {
-			return 0, &queryError{err}
+			return 0, 0, &queryError{err}
 		}
 		if len(rows.Rows) == 1 && len(rows.Rows[0]) == 1 {
 			if tm, ok := rows.Rows[0][0].(time.Time); ok && (oldest.IsZero() || tm.Before(oldest)) {
@@ -43,7 +43,7 @@ func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(stri
 		}
 	}
 	if !fresh {
-		return 0, nil
+		return 0, 0, nil
 	}
 	// Read only the history the windows ending at the new events need.
 	query, args := c.corr.SQL, []any(nil)
@@ -56,7 +56,7 @@ func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(stri
 	}
 	rows, err := e.opts.Querier.Query(ctx, query, args...)
 	if err != nil {
-		return 0, &queryError{err}
+		return 0, 0, &queryError{err}
 	}
 	if rows.Truncated {
 		e.log.Warn("correlation hits truncated by the store's row limit", "rule_id", c.rule.ID, "rows", len(rows.Rows))
@@ -100,11 +100,11 @@ func (e *Engine) runCorrelation(ctx context.Context, c *compiled, head func(stri
 		if i > 0 {
 			batch = nil // the alerts go with the first table's watermark
 		}
-		n, err := e.opts.State.CommitAlerts(ctx, c.rule.ID, t, heads[t], batch)
+		n, err := e.commit(ctx, c, t, heads[t], batch, c.corr.GroupBy)
 		if err != nil {
-			return total, fmt.Errorf("committing alerts of rule %s: %w", c.rule.ID, err)
+			return total, len(alerts), fmt.Errorf("committing alerts of rule %s: %w", c.rule.ID, err)
 		}
 		total += n
 	}
-	return total, nil
+	return total, len(alerts), nil
 }

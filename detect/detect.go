@@ -4,6 +4,47 @@
 // matching row into an alert exactly once. Control state (watermarks,
 // alerts) sits behind the small State interface; events are read through
 // store.Querier. cmd/vigil wires it; nothing else should import it.
+//
+// # Alert lifecycle
+//
+// With a State implementing Lifecycle (state.DB), each match (a rule and
+// an event id) is recorded once, in the same transaction that moves the
+// rule's watermark, and then:
+//
+//  1. Suppressed: if an active suppression matches it (every criterion it
+//     sets holds: rule id; host id or hostname; a field's value as text),
+//     the suppression's hit count goes up and no alert opens. A
+//     suppression has an expiry and stops applying at it.
+//  2. Deduplicated: else, with Options.DedupeWindow > 0, if an alert of the
+//     same rule, host id and group key is open or acknowledged and was
+//     created less than DedupeWindow before now, that alert's match count
+//     goes up and its last-match time is set. The window is anchored at
+//     the alert's creation, not slid by each match: a steady stream opens
+//     one alert per window. A closed alert absorbs nothing. The group key
+//     is the values of Options.GroupBy[rule id] for a plain rule (empty by
+//     default: rule and host only) and of the group-by fields for a
+//     correlation.
+//  3. Otherwise an alert opens, with the rule's level as its severity
+//     (medium when the rule has none), and goes to Options.Notifier.
+//
+// Openings, dedupes (one entry per alert per commit) and suppression hits
+// are written to the audit log by actor "detect"; people's changes
+// (status, suppressions) are audited by the API.
+//
+// # Correlations
+//
+// A correlation runs when any table it reads has new events, over the
+// events since the oldest new one minus its lookback, so a window whose
+// events arrive over several runs (or across a restart) still fires; hits
+// found again by a later run are recorded matches and count nothing.
+//
+// # Measurements
+//
+// Stats reports per rule: runs, run time, matches, alerts, dedupes,
+// suppressions, failures and the detection latency (the matched event's
+// ingested_at to the alert's creation) over its last 1024 alerts; Lag
+// reports how far each table's lowest watermark is behind its head.
+// Options.Observer receives the same as they happen (package metrics).
 package detect
 
 import (
@@ -54,6 +95,21 @@ type Options struct {
 	// sigma.CatalogMapping only with a store that creates
 	// schema.SigmaTables().
 	Mapping sigma.Mapping
+
+	// DedupeWindow folds a match into an open or acknowledged alert of
+	// the same rule, host and group key created less than this long ago
+	// (its count goes up) instead of opening an alert; 0 opens one alert
+	// per match. Needs a State implementing Lifecycle.
+	DedupeWindow time.Duration
+	// GroupBy names, per rule id, the event fields whose values form the
+	// dedupe group key of a plain rule's alerts (none: rule and host
+	// only). Correlations use their own group-by fields.
+	GroupBy map[string][]string
+	// Notifier, if set, gets every alert opened (outputs).
+	Notifier Notifier
+	// Observer, if set, gets per-rule run times and detection latencies
+	// (metrics).
+	Observer Observer
 }
 
 // Engine runs compiled rules over new events.
@@ -68,6 +124,8 @@ type Engine struct {
 	ids    map[string]bool
 	parsed []*sigma.Rule // every rule loaded so far, for correlations to refer to
 	warned map[string]bool
+
+	stats statsTable
 }
 
 type compiled struct {
@@ -255,6 +313,8 @@ func (e *Engine) RunOnce(ctx context.Context) (int, error) {
 					e.log.Warn("cannot read table head; its rules wait", "table", table, "err", err)
 				}
 				e.mu.Unlock()
+			} else {
+				e.noteHead(table, h)
 			}
 			heads[table] = h
 		}
@@ -266,18 +326,21 @@ func (e *Engine) RunOnce(ctx context.Context) (int, error) {
 			return total, err
 		}
 		var (
-			n   int
-			err error
+			n, matches int
+			err        error
 		)
+		start := time.Now()
 		if c.corr != nil {
-			n, err = e.runCorrelation(ctx, c, head)
+			n, matches, err = e.runCorrelation(ctx, c, head)
 		} else {
-			n, err = e.runRule(ctx, c, head(c.query.Table))
+			n, matches, err = e.runRule(ctx, c, head(c.query.Table))
 		}
 		total += n
+		var qe *queryError
+		failed := errors.As(err, &qe)
+		e.recordRun(c.rule, start, time.Since(start), matches, failed)
 		if err != nil {
-			var qe *queryError
-			if errors.As(err, &qe) {
+			if failed {
 				e.log.Error("rule query failed; skipping the rule this run", "rule_id", c.rule.ID, "rule", c.rule.Title, "err", qe.err)
 				continue
 			}
@@ -310,12 +373,13 @@ func (e *Engine) maxSeq(ctx context.Context, table string) (int64, error) {
 // runRule examines the events of (watermark, head] for one rule, in pages
 // when the store truncates the result, moving the watermark with each
 // committed page so that no event is examined twice or skipped.
-func (e *Engine) runRule(ctx context.Context, c *compiled, head int64) (int, error) {
+func (e *Engine) runRule(ctx context.Context, c *compiled, head int64) (alerts, matches int, err error) {
 	table := c.query.Table
 	wm, err := e.opts.State.Watermark(ctx, c.rule.ID, table)
 	if err != nil {
-		return 0, fmt.Errorf("reading watermark of rule %s: %w", c.rule.ID, err)
+		return 0, 0, fmt.Errorf("reading watermark of rule %s: %w", c.rule.ID, err)
 	}
+	e.noteMark(c.rule.ID, table, wm)
 	q := "SELECT * FROM " + e.dialect.Ident(table) +
 		" WHERE " + store.ColSeq + " > ? AND " + store.ColSeq + " <= ? AND (" + c.query.Where + ")" +
 		" ORDER BY " + store.ColSeq
@@ -323,26 +387,27 @@ func (e *Engine) runRule(ctx context.Context, c *compiled, head int64) (int, err
 	for wm < head {
 		rows, err := e.opts.Querier.Query(ctx, q, wm, head)
 		if err != nil {
-			return total, &queryError{err}
+			return total, matches, &queryError{err}
 		}
 		upTo := head
 		if rows.Truncated && len(rows.Rows) > 0 {
 			// Only the rows we got are examined; the rest come next page.
 			last, ok := toInt64(rowValue(rows, len(rows.Rows)-1, store.ColSeq))
 			if !ok || last <= wm {
-				return total, &queryError{fmt.Errorf("truncated result without usable %s", store.ColSeq)}
+				return total, matches, &queryError{fmt.Errorf("truncated result without usable %s", store.ColSeq)}
 			}
 			upTo = last
 		}
-		alerts := e.alerts(c, table, rows)
-		n, err := e.opts.State.CommitAlerts(ctx, c.rule.ID, table, upTo, alerts)
+		found := e.alerts(c, table, rows)
+		matches += len(found)
+		n, err := e.commit(ctx, c, table, upTo, found, e.opts.GroupBy[c.rule.ID])
 		if err != nil {
-			return total, fmt.Errorf("committing alerts of rule %s: %w", c.rule.ID, err)
+			return total, matches, fmt.Errorf("committing alerts of rule %s: %w", c.rule.ID, err)
 		}
 		total += n
 		wm = upTo
 	}
-	return total, nil
+	return total, matches, nil
 }
 
 func (e *Engine) alerts(c *compiled, table string, rows *store.Rows) []vigil.Alert {

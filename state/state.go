@@ -414,4 +414,5 @@ CREATE INDEX host_labels_label ON host_labels (label);
 	{4, "campaign completion index", `
 CREATE INDEX campaign_hosts_by_status ON campaign_hosts (campaign_id, status);
 `},
+	{5, "alert lifecycle: dedupe, suppressions, dead letters", lifecycleSQLite}, // state/lifecycle.go
 }
