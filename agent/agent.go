@@ -35,7 +35,11 @@ const (
 	DefaultDistributedInterval = 60 * time.Second
 	DefaultLoggerTLSMaxLines   = 1024
 	DefaultLoggerTLSMaxLinesz  = 1 << 20
-	DefaultLoggerBackoffMax    = 3600 * time.Second
+	// DefaultDistributedMaxResultBytes bounds one distributed/write body
+	// (all its results, as JSON): the server refuses bodies over 8 MiB, and
+	// the bound leaves room for the request's envelope.
+	DefaultDistributedMaxResultBytes = 8<<20 - 64<<10
+	DefaultLoggerBackoffMax          = 3600 * time.Second
 	// DefaultLongPollWait is how long the agent asks the server to hold
 	// distributed/read open when LongPoll is on.
 	DefaultLongPollWait = 25 * time.Second
@@ -96,8 +100,18 @@ type Options struct {
 	WatchdogLevel            int
 	WatchdogMemoryLimit      int
 	WatchdogUtilizationLimit int
-	// EventStatsInterval is how often event counters are sent as a status
-	// line (default 5 min).
+	// LoggerTLSMaxLinesize drops result lines longer than this, counted
+	// (osquery's logger_tls_max_linesize, default 1 MiB); the config option
+	// of that name overrides it.
+	LoggerTLSMaxLinesize int
+	// DistributedMaxResultBytes bounds the results of one distributed/write
+	// (default DefaultDistributedMaxResultBytes): a query whose result
+	// would go over it is answered with an error status and message. The
+	// config option distributed_max_result_bytes overrides it.
+	DistributedMaxResultBytes int
+	// EventStatsInterval is how often the loss counters (event sources,
+	// event buffers, loggers: what vigil_event_drops shows) are sent as a
+	// status line (default 5 min).
 	EventStatsInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -127,8 +141,12 @@ type Agent struct {
 	mu         sync.Mutex
 	config     *agentConfig
 	configHash string
-	evManager  *event.Manager
-	runOnce    sync.Once
+	// rejectedHash is the hash of the last config that failed to parse.
+	rejectedHash string
+	evManager    *event.Manager
+	runOnce      sync.Once
+
+	lossCounters
 }
 
 // New prepares an agent: data directory, spools, table engine. It does not
@@ -204,6 +222,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a.engine, err = table.Open(context.Background(), table.Options{
 		Root: opts.Root, Logger: opts.Logger, Events: a.events, Info: a.info,
+		EventStats: a.eventStatRows,
 	})
 	if err != nil {
 		a.closeSpools()
@@ -280,9 +299,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	run(a.configLoop)
 	run(a.sched.run)
-	if a.opts.Events || a.opts.EventBuffer != nil {
-		run(a.eventStatsLoop)
-	}
+	// Always: the counters include the loggers' (oversized lines, spool
+	// overflow), not only the event sources'.
+	run(a.eventStatsLoop)
 	if a.client != nil {
 		run(a.shipLoop)
 		run(a.distributedLoop)

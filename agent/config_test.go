@@ -17,7 +17,7 @@ func TestParseConfig(t *testing.T) {
 				"queries": {"active_directory": {"query": "SELECT 2", "interval": 1200}}},
 			"ext": "ext.json"
 		}
-	}`), func(p string) ([]byte, error) {
+	}`), "", func(p string) ([]byte, error) {
 		if p != "ext.json" {
 			return nil, errors.New("unexpected " + p)
 		}
@@ -48,17 +48,58 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestParseConfigErrors(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`{"schedule": {"a": {"query": "", "interval": 1}}}`, `"a" has no query`},
-		{`{"schedule": {"a": {"query": "SELECT 1", "interval": 0}}}`, `"a": interval 0`},
-		{`{"schedule": {"a": {"query": "SELECT 1", "interval": "ten"}}}`, `"ten" is not an integer`},
-		{`{"packs": {"p": "/etc/p.json"}}`, `pack "p" refers to "/etc/p.json"`},
-		{`{"packs": {"p": {"queries": {"q": {"query": "SELECT 1"}}}}}`, `"pack_p_q": interval 0`},
-		{`{"schedule": `, `config:`},
+	packs := map[string]string{
+		"bad.json":    `{"queries": {"q": {"query": "SELECT 1", "interval": true}}}`,
+		"broken.json": "{\n  \"queries\": {,\n}",
+	}
+	readPack := func(p string) ([]byte, error) {
+		if b, ok := packs[p]; ok {
+			return []byte(b), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	for _, tc := range []struct{ in, source, want string }{
+		{`{"schedule": {"process_events": {"query": "SELECT 1", "interval": "ten"}}}`, "",
+			`config: schedule.process_events.interval: "ten" is not an integer`},
+		{`{"packs": {"foo": {"queries": {"bar": {"interval": 10}}}}}`, "",
+			`config: packs.foo.queries.bar: missing "query"`},
+		{`{"schedule": {"a": {"query": "", "interval": 1}}}`, "", `config: schedule.a.query: empty query`},
+		{`{"schedule": {"a": {"query": "SELECT 1", "interval": 0}}}`, "", `config: schedule.a.interval: 0 is not a positive number of seconds`},
+		{`{"schedule": {"a": {"query": "SELECT 1"}}}`, "", `config: schedule.a: missing "interval"`},
+		{`{"schedule": {"a.b c": {"query": 5, "interval": 1}}}`, "", `config: schedule["a.b c"].query: 5 is not a string`},
+		{`{"schedule": {"a": {"query": "SELECT 1", "interval": 1.5}}}`, "", `config: schedule.a.interval: 1.5 is not an integer`},
+		{`{"schedule": {"a": {"query": "SELECT 1", "interval": 1, "snapshot": "maybe"}}}`, "", `config: schedule.a.snapshot: "maybe" is not a boolean`},
+		{`{"schedule": []}`, "", `config: schedule: want an object, got an array`},
+		{`{"schedule": {"a": "SELECT 1"}}`, "", `config: schedule.a: want an object, got a string`},
+		{`[1]`, "", `config: want an object, got an array`},
+		{`{"options": {"config_refresh": "soon"}}`, "", `config: options.config_refresh: "soon" is not an integer`},
+		{`{"options": []}`, "", `config: options: want an object, got an array`},
+		{`{"file_paths": {"etc": "/etc/%%"}}`, "", `config: file_paths.etc: want an array of strings, got a string`},
+		{`{"file_paths": {"etc": ["/etc/%%", 3]}}`, "", `config: file_paths.etc[1]: 3 is not a string`},
+		{`{"decorators": {"load": "SELECT 1"}}`, "", `config: decorators.load: want an array of strings`},
+		{`{"packs": {"p": {"shard": "x", "queries": {}}}}`, "", `config: packs.p.shard: "x" is not an integer`},
+		{`{"packs": {"p": "/etc/p.json"}}`, "", `config: packs.p: refers to pack file "/etc/p.json"; only inline packs`},
+		{"{\n  \"schedule\": {\n    \"a\": {\"query\": \"SELECT 1\" \"interval\": 1}\n  }\n}", "", `config: line 3 column 31: invalid character '"' after object key:value pair`},
+		{`{"schedule": `, "", `config: line 1 column 14: unexpected end of JSON input`},
+		{`{"schedule": {"a": {"query": "SELECT 1", "interval": "ten"}}}`, "/etc/osquery/osquery.conf",
+			`config /etc/osquery/osquery.conf: schedule.a.interval: "ten" is not an integer`},
+		{`{"packs": {"p": "bad.json"}}`, "/etc/o.conf",
+			`config /etc/o.conf (packs.p from bad.json): queries.q.interval: true is not an integer`},
+		{`{"packs": {"p": "broken.json"}}`, "/etc/o.conf",
+			`config /etc/o.conf (packs.p from broken.json): line 2 column 15: invalid character ','`},
+		{`{"packs": {"p": "missing.json"}}`, "/etc/o.conf", `config /etc/o.conf: packs.p: reading pack file: file does not exist`},
 	} {
-		_, err := parseConfig([]byte(tc.in), nil)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: error %v, want %q", tc.in, err, tc.want)
+		rp := readPack
+		if tc.source == "" {
+			rp = nil
+		}
+		_, err := parseConfig([]byte(tc.in), tc.source, rp)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s:\n error %v\n  want %s", tc.in, err, tc.want)
+		}
+		var ce *ConfigError
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("%s: error %T is not a *ConfigError", tc.in, err)
 		}
 	}
 }
@@ -68,8 +109,14 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"options":{"schedule_epoch":1},"decorators":{"load":["SELECT 1"]}}`))
 	f.Add([]byte(`{"packs":{"p":"path"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := parseConfig(b, func(string) ([]byte, error) { return nil, os.ErrNotExist })
+		c, err := parseConfig(b, "f.conf", func(string) ([]byte, error) {
+			return []byte(`{"queries":{"q":{"query":"SELECT 1","interval":"x"}}}`), nil
+		})
 		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "config f.conf") {
+				t.Fatalf("error without the config's name and path: %v", err)
+			}
 			return
 		}
 		for _, q := range c.Queries {

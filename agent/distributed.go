@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
+	"github.com/vigilhq/vigil/agent/table"
 	"github.com/vigilhq/vigil/osquery"
 )
 
@@ -103,6 +105,7 @@ func (a *Agent) runDistributed(ctx context.Context, rd osquery.DistributedReadRe
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	maxBytes, used := a.maxResultBytes(), 0
 	for _, id := range ids {
 		if d, ok := rd.Discovery[id]; ok && d != "" {
 			res, err := a.engine.Query(ctx, d)
@@ -110,7 +113,15 @@ func (a *Agent) runDistributed(ctx context.Context, rd osquery.DistributedReadRe
 				continue // not for this host: osquery leaves it out
 			}
 		}
-		res, err := a.engine.Query(ctx, rd.Queries[id])
+		// What is left of the body's bound: one huge result must not push
+		// the whole write over the server's limit either.
+		left := maxBytes - used
+		res, err := a.engine.Query(table.WithMaxResultBytes(ctx, max(left, 1)), rd.Queries[id])
+		if errors.Is(err, table.ErrResultTooLarge) {
+			n := a.distTooLarge.Add(1)
+			a.log.Warn("distributed query result over distributed_max_result_bytes; answered with an error", "id", id, "max", maxBytes, "left", left, "too_large_total", n)
+			err = fmt.Errorf("%w (distributed_max_result_bytes %d, %d left for this query)", err, maxBytes, left)
+		}
 		if err != nil {
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 				continue
@@ -118,14 +129,20 @@ func (a *Agent) runDistributed(ctx context.Context, rd osquery.DistributedReadRe
 			w.Queries[id] = []map[string]string{}
 			w.Statuses[id] = statusError
 			w.Messages[id] = err.Error()
+			used += len(id)*3 + len(w.Messages[id]) + 16
 			continue
 		}
 		rows := res.Rows
 		if rows == nil {
 			rows = []map[string]string{}
 		}
+		used += len(id)*2 + 16
+		for _, r := range rows {
+			used += table.RowSize(r) + 1
+		}
 		w.Queries[id] = rows
 		w.Statuses[id] = statusOK
+		a.distAnswered.Add(1)
 	}
 	if len(w.Messages) == 0 {
 		w.Messages = nil

@@ -4,11 +4,24 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/vigilhq/vigil/agent/event"
+	"github.com/vigilhq/vigil/agent/table"
 	"github.com/vigilhq/vigil/osquery"
 )
+
+// lossCounters count what the loggers dropped (vigil_event_drops rows
+// result_log and distributed).
+type lossCounters struct {
+	oversizedLines atomic.Uint64 // result lines over logger_tls_max_linesize
+	distAnswered   atomic.Uint64 // distributed queries answered
+	distTooLarge   atomic.Uint64 // distributed results over the bound
+}
 
 // DefaultEventStatsInterval is how often event counters go to the status
 // log.
@@ -42,28 +55,81 @@ func (a *Agent) eventStatsLoop(ctx context.Context) {
 	}
 }
 
-// eventCounters renders every counter on one line and sums the losses.
+// eventCounters renders every counter of eventStatRows on one line and
+// sums the losses (rows that never reached a consumer).
 func (a *Agent) eventCounters() (string, uint64) {
 	var parts []string
 	var loss uint64
-	for _, s := range a.EventStats() {
-		if !s.Active {
-			parts = append(parts, fmt.Sprintf("%s inactive (%s)", s.Source, s.Error))
-			continue
+	for _, s := range a.eventStatRows() {
+		loss += s.Lost()
+		switch {
+		case s.Type == "publisher" && !s.Active:
+			parts = append(parts, fmt.Sprintf("%s inactive (%s)", s.Name, s.Error))
+		case s.Type == "publisher":
+			parts = append(parts, fmt.Sprintf("%s events=%d kernel_lost=%d socket_overflows=%d queue_dropped=%d sequence_gaps=%d incomplete=%d parse_errors=%d proc_gone=%d",
+				s.Name, s.Events, s.KernelLost, s.SocketOverflows, s.QueueDropped, s.SequenceGaps, s.Incomplete, s.ParseErrors, s.ProcGone))
+		case s.Type == "subscriber":
+			parts = append(parts, fmt.Sprintf("%s added=%d buffered=%d dropped=%d expired=%d", s.Name, s.Events, s.Buffered, s.BufferDropped, s.BufferExpired))
+		default:
+			parts = append(parts, fmt.Sprintf("%s lines=%d dropped=%d too_large=%d", s.Name, s.Events, s.BufferDropped, s.TooLarge))
 		}
-		l := s.KernelLost + s.SocketOverflows + s.QueueDropped + s.SequenceGaps
-		loss += l
-		parts = append(parts, fmt.Sprintf("%s events=%d kernel_lost=%d socket_overflows=%d queue_dropped=%d sequence_gaps=%d incomplete=%d proc_gone=%d",
-			s.Source, s.Events, s.KernelLost, s.SocketOverflows, s.QueueDropped, s.SequenceGaps, s.Incomplete, s.ProcGone))
-	}
-	for _, b := range a.events.Stats() {
-		loss += b.Dropped
-		parts = append(parts, fmt.Sprintf("%s added=%d buffered=%d dropped=%d expired=%d", b.Table, b.Added, b.Buffered, b.Dropped, b.Expired))
-	}
-	if len(parts) == 0 {
-		return "event counters: no event source", loss
 	}
 	return "event counters: " + strings.Join(parts, "; "), loss
+}
+
+// eventTables are the subscribers osquery_events lists even when no source
+// feeds them.
+var eventTables = []string{"file_events", "process_events", "socket_events", "user_events"}
+
+// eventStatRows describes the event publishers (sources), subscribers
+// (event tables and their buffer) and loggers for osquery_events,
+// vigil_event_drops and the status log.
+func (a *Agent) eventStatRows() []table.EventStat {
+	var out []table.EventStat
+	feeders := map[string][]string{} // table -> active sources
+	for _, s := range a.EventStats() {
+		out = append(out, table.EventStat{
+			Name: s.Source, Publisher: s.Source, Type: "publisher", Subscriptions: len(s.Tables),
+			Events: s.Events, Refreshes: s.Refreshes, Active: s.Active, Error: s.Error,
+			KernelLost: s.KernelLost, SocketOverflows: s.SocketOverflows, QueueDropped: s.QueueDropped,
+			SequenceGaps: s.SequenceGaps, Incomplete: s.Incomplete, ParseErrors: s.ParseErrors, ProcGone: s.ProcGone,
+		})
+		if s.Active {
+			for _, t := range s.Tables {
+				feeders[t] = append(feeders[t], s.Source)
+			}
+		}
+	}
+	buf := map[string]event.TableStats{}
+	names := append([]string(nil), eventTables...)
+	for _, b := range a.events.Stats() {
+		buf[b.Table] = b
+		if !slices.Contains(names, b.Table) {
+			names = append(names, b.Table)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b := buf[n]
+		st := table.EventStat{
+			Name: n, Type: "subscriber", Subscriptions: len(feeders[n]), Active: len(feeders[n]) > 0,
+			Events: b.Added, Buffered: int64(b.Buffered), BufferDropped: b.Dropped, BufferExpired: b.Expired,
+		}
+		if len(feeders[n]) > 0 {
+			st.Publisher = feeders[n][0]
+		}
+		out = append(out, st)
+	}
+	rs, ss := a.results.Stats(), a.status.Stats()
+	out = append(out,
+		table.EventStat{Name: "result_log", Type: "logger", Active: true, Events: rs.Appended,
+			Buffered: int64(rs.Pending), BufferDropped: rs.Dropped + rs.Corrupt, TooLarge: a.oversizedLines.Load()},
+		table.EventStat{Name: "status_log", Type: "logger", Active: true, Events: ss.Appended,
+			Buffered: int64(ss.Pending), BufferDropped: ss.Dropped + ss.Corrupt},
+		table.EventStat{Name: "distributed", Type: "logger", Active: a.client != nil, Events: a.distAnswered.Load(),
+			TooLarge: a.distTooLarge.Load()},
+	)
+	return out
 }
 
 // statusLine spools a status line of the given osquery severity.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,33 @@ func TestEventCountersInStatusLog(t *testing.T) {
 	}
 }
 
+// TestEventTablesOfCounters: osquery_events and vigil_event_drops read the
+// agent's buffer counters at query time.
+func TestEventTablesOfCounters(t *testing.T) {
+	buf := event.NewBuffer(event.BufferOptions{Max: 2})
+	dir := t.TempDir()
+	a, err := New(Options{DataDir: dir, ConfigPath: filepath.Join(dir, "none.conf"), EventBuffer: buf, Root: fixtureRoot(t)})
+	must(t, err)
+	defer a.Close()
+	for i := 0; i < 5; i++ {
+		buf.Add("socket_events", map[string]string{"pid": itoa(i)})
+	}
+	res, err := a.Engine().Query(context.Background(), `SELECT name, type, events, subscriptions, active FROM osquery_events WHERE name = 'socket_events'`)
+	must(t, err)
+	if len(res.Rows) != 1 || res.Rows[0]["events"] != "5" || res.Rows[0]["type"] != "subscriber" || res.Rows[0]["active"] != "0" {
+		t.Errorf("osquery_events socket_events = %v", res.Rows)
+	}
+	res, err = a.Engine().Query(context.Background(), `SELECT name, buffered, buffer_dropped, lost FROM vigil_event_drops WHERE type = 'subscriber' ORDER BY name`)
+	must(t, err)
+	var got []string
+	for _, r := range res.Rows {
+		got = append(got, r["name"]+":"+r["buffered"]+":"+r["buffer_dropped"]+":"+r["lost"])
+	}
+	if want := "file_events:0:0:0 process_events:0:0:0 socket_events:2:3:3 user_events:0:0:0"; strings.Join(got, " ") != want {
+		t.Errorf("vigil_event_drops subscribers %v, want %s", got, want)
+	}
+}
+
 // TestAgentRealEvents runs the agent with real event sources (root): a
 // process_events scheduled query logs an exec, and file_paths from the
 // config feed file_events.
@@ -70,9 +98,22 @@ func TestAgentRealEvents(t *testing.T) {
 		return len(fileRows) >= 2
 	})
 	stats := r.a.EventStats()
+	oe, oeErr := r.a.Engine().Query(context.Background(), `SELECT name, publisher, type, subscriptions, events, active FROM osquery_events`)
 	r.stop(t)
 	if !ok {
 		t.Fatalf("no process_events result line; stats %+v", stats)
+	}
+	must(t, oeErr)
+	byName := map[string]map[string]string{}
+	for _, row := range oe.Rows {
+		byName[row["name"]] = row
+	}
+	pub := byName["process_events"]["publisher"]
+	if p := byName[pub]; pub == "" || p["type"] != "publisher" || p["active"] != "1" || p["events"] == "0" {
+		t.Errorf("osquery_events: process_events fed by %q, publisher row %v (all: %v)", pub, p, oe.Rows)
+	}
+	if fe := byName["file_events"]; fe["active"] != "1" || fe["events"] == "0" || byName[fe["publisher"]]["subscriptions"] != "1" {
+		t.Errorf("osquery_events file_events row %v (all: %v)", fe, oe.Rows)
 	}
 	if l := linesOf(srv, "pe")[0]; !strings.Contains(l.Columns["cmdline"], "/bin/sh -c echo vigil-agent-e2e") {
 		t.Fatalf("cmdline %q", l.Columns["cmdline"])

@@ -61,6 +61,30 @@ func (a *Agent) loggerMaxLines() int {
 	return DefaultLoggerTLSMaxLines
 }
 
+// maxLineSize is logger_tls_max_linesize: the config option, else
+// Options.LoggerTLSMaxLinesize, else osquery's 1 MiB.
+func (a *Agent) maxLineSize() int {
+	if n, ok := a.currentConfig().intOption("logger_tls_max_linesize"); ok && n > 0 {
+		return int(n)
+	}
+	if a.opts.LoggerTLSMaxLinesize > 0 {
+		return a.opts.LoggerTLSMaxLinesize
+	}
+	return DefaultLoggerTLSMaxLinesz
+}
+
+// maxResultBytes is distributed_max_result_bytes: the config option, else
+// Options.DistributedMaxResultBytes, else DefaultDistributedMaxResultBytes.
+func (a *Agent) maxResultBytes() int {
+	if n, ok := a.currentConfig().intOption("distributed_max_result_bytes"); ok && n > 0 {
+		return int(n)
+	}
+	if a.opts.DistributedMaxResultBytes > 0 {
+		return a.opts.DistributedMaxResultBytes
+	}
+	return DefaultDistributedMaxResultBytes
+}
+
 // shipOnce sends everything spooled (results first, then status), in
 // batches of at most logger_tls_max_lines.
 func (a *Agent) shipOnce(ctx context.Context) error {

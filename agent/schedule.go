@@ -389,8 +389,9 @@ func (a *Agent) spoolResults(lines []osquery.ResultLine) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("encode result line: %w", err)
 		}
-		if len(b) > DefaultLoggerTLSMaxLinesz {
-			a.log.Warn("result line over logger_tls_max_linesize dropped", "name", l.Name, "bytes", len(b))
+		if max := a.maxLineSize(); len(b) > max {
+			n := a.oversizedLines.Add(1)
+			a.log.Warn("result line over logger_tls_max_linesize dropped", "name", l.Name, "bytes", len(b), "max", max, "dropped_total", n)
 			continue
 		}
 		total += len(b)

@@ -42,6 +42,12 @@ type Stats struct {
 	// ProcGone counts cn_proc exec events whose /proc entry was gone before
 	// it could be read (the row is kept, with less detail).
 	ProcGone uint64 `json:"proc_gone"`
+	// Tables are the event tables the source feeds (osquery's
+	// subscriptions), set by the Manager.
+	Tables []string `json:"tables,omitempty"`
+	// Refreshes counts restarts of the source (file_events: one per new
+	// file_paths), as osquery's publisher refreshes.
+	Refreshes uint64 `json:"refreshes"`
 }
 
 // counters is the atomic form of Stats kept by running sources.
@@ -83,14 +89,16 @@ type source interface {
 // Manager runs the event sources and restores the system state they
 // changed when closed.
 type Manager struct {
-	log     *slog.Logger
-	ctx     context.Context
-	sink    Sink
-	mu      sync.Mutex
-	sources []source
-	failed  []Stats
-	files   source // file_events source, replaced by SetFilePaths
-	filesOK bool   // file_events wanted (Options.Tables)
+	log           *slog.Logger
+	ctx           context.Context
+	sink          Sink
+	mu            sync.Mutex
+	sources       []source
+	tables        map[source][]string // tables each source feeds
+	failed        []Stats
+	fileRefreshes uint64
+	files         source // file_events source, replaced by SetFilePaths
+	filesOK       bool   // file_events wanted (Options.Tables)
 }
 
 // ErrUnsupported means no source for a table works on this platform.
@@ -119,9 +127,13 @@ func Start(ctx context.Context, opts Options) *Manager {
 	return m
 }
 
-func (m *Manager) add(s source) {
+func (m *Manager) add(s source, tables []string) {
 	m.mu.Lock()
 	m.sources = append(m.sources, s)
+	if m.tables == nil {
+		m.tables = map[source][]string{}
+	}
+	m.tables[s] = tables
 	m.mu.Unlock()
 }
 
@@ -138,10 +150,15 @@ func (m *Manager) Stats() []Stats {
 	defer m.mu.Unlock()
 	out := make([]Stats, 0, len(m.sources)+len(m.failed))
 	for _, s := range m.sources {
-		out = append(out, s.Stats())
+		st := s.Stats()
+		st.Tables = m.tables[s]
+		out = append(out, st)
 	}
 	if m.files != nil {
-		out = append(out, m.files.Stats())
+		st := m.files.Stats()
+		st.Tables = []string{"file_events"}
+		st.Refreshes = m.fileRefreshes
+		out = append(out, st)
 	}
 	out = append(out, m.failed...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Source < out[j].Source })
@@ -199,6 +216,9 @@ func (m *Manager) SetFilePaths(paths, exclude map[string][]string) {
 		return
 	}
 	m.mu.Lock()
+	if old != nil {
+		m.fileRefreshes++
+	}
 	m.files = fs
 	m.mu.Unlock()
 	m.log.Info("file events: watching", "source", fs.Stats().Source, "watches", len(spec.watches))

@@ -25,7 +25,7 @@ func startPlatform(ctx context.Context, m *Manager, sink Sink, want map[string]b
 	}
 	a, err := startAudit(ctx, m.log, sink, auditTables, stateDir)
 	if err == nil {
-		m.add(a)
+		m.add(a, strings.Split(keys(auditTables), ","))
 		m.log.Info("events: audit netlink source started", "tables", keys(auditTables))
 		return
 	}
@@ -36,7 +36,7 @@ func startPlatform(ctx context.Context, m *Manager, sink Sink, want map[string]b
 	}
 	c, err2 := startCnProc(ctx, m.log, sink)
 	if err2 == nil {
-		m.add(c)
+		m.add(c, []string{"process_events"})
 		m.log.Warn("events: audit netlink unavailable, using the process connector for process_events (no full argv for short-lived processes; socket_events and user_events stay empty)",
 			"audit_err", err)
 		return

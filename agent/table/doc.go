@@ -50,6 +50,24 @@
 //   - Event cursors of QueryAs live in memory: they restart with the engine,
 //     as the event buffer's ids do.
 //
+// # Vigil's own tables
+//
+// Tables named vigil_* are Vigil's, not osquery's: no osquery spec, left out
+// of the conformance test by name.
+//
+//   - vigil_event_drops: one row per event publisher (audit, cn_proc,
+//     fanotify, inotify), subscriber (process_events, socket_events,
+//     user_events, file_events: their buffers) and logger (result lines,
+//     distributed results, spools), with every loss counter: kernel_lost
+//     (audit's lost counter), socket_overflows (ENOBUFS), queue_dropped,
+//     sequence_gaps, incomplete, parse_errors, proc_gone, buffered,
+//     buffer_dropped (events_max or buffered_log_max overflow),
+//     buffer_expired (events_expiry), too_large (over
+//     logger_tls_max_linesize or distributed_max_result_bytes), and lost,
+//     the sum of the counters that mean a row never reached a consumer.
+//     osquery_events shows the same publishers and subscribers with
+//     osquery's columns.
+//
 // Kept on purpose because osquery does it: resident_size and total_size of
 // processes are /proc's kB values times 1000; routes reports netmask 0 for
 // host routes (/32, /128); listening_ports includes packet sockets.

@@ -252,7 +252,42 @@ func (e *Engine) run(ctx context.Context, consumer, query string) (Result, error
 	return res, nil
 }
 
+// ErrResultTooLarge is returned by a query whose result grew over the bound
+// set with WithMaxResultBytes; reading stops there, so memory stays bounded.
+var ErrResultTooLarge = errors.New("query result too large")
+
+type maxResultKey struct{}
+
+// WithMaxResultBytes bounds the results of queries run with the returned
+// context to about n bytes of JSON (column names, values and quoting, as
+// the result would be sent); n <= 0 means no bound.
+func WithMaxResultBytes(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, maxResultKey{}, n)
+}
+
+// RowSize estimates the JSON size of one result row, {"col":"value",...},
+// counting the escapes encoding/json writes (\n, \u003c, ...) at their
+// longest so that the estimate does not fall short.
+func RowSize(r map[string]string) int {
+	n := 2
+	for k, v := range r {
+		n += jsonLen(k) + jsonLen(v) + 6
+	}
+	return n
+}
+
+func jsonLen(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			n += 5
+		}
+	}
+	return n
+}
+
 func collect(ctx context.Context, conn *sql.Conn, query string) (Result, error) {
+	limit, _ := ctx.Value(maxResultKey{}).(int)
 	rows, err := conn.QueryContext(ctx, query)
 	if err != nil {
 		return Result{}, sqlError(ctx, err)
@@ -265,6 +300,7 @@ func collect(ctx context.Context, conn *sql.Conn, query string) (Result, error) 
 	res := Result{Columns: cols, Rows: []map[string]string{}}
 	vals := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
+	size := 2 // []
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
@@ -277,6 +313,12 @@ func collect(ctx context.Context, conn *sql.Conn, query string) (Result, error) 
 			r[c] = renderResult(vals[i])
 		}
 		res.Rows = append(res.Rows, r)
+		if limit > 0 {
+			size += RowSize(r) + 1
+			if size > limit {
+				return Result{}, fmt.Errorf("%w: more than %d bytes after %d rows; add a LIMIT or select fewer columns", ErrResultTooLarge, limit, len(res.Rows))
+			}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return Result{}, sqlError(ctx, err)

@@ -32,6 +32,7 @@ func registry() []*tableDef {
 		mountsTable,
 		osVersionTable,
 		osqueryInfoTable,
+		osqueryEventsTable,
 		osquerySchedule,
 		processEnvsTable,
 		processEventsTable,
@@ -56,5 +57,6 @@ func registry() []*tableDef {
 		userEventsTable,
 		userGroupsTable,
 		usersTable,
+		vigilEventDropsTable,
 	}
 }

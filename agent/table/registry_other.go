@@ -16,6 +16,7 @@ func registry() []*tableDef {
 		groupsTable,
 		hashTable,
 		knownHostsTable,
+		osqueryEventsTable,
 		osquerySchedule,
 		osqueryInfoTable,
 		processEventsTable,
@@ -26,5 +27,6 @@ func registry() []*tableDef {
 		userEventsTable,
 		userGroupsTable,
 		usersTable,
+		vigilEventDropsTable,
 	}
 }

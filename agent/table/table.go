@@ -18,6 +18,9 @@ type Options struct {
 	// Info describes the running agent for osquery_info and
 	// osquery_schedule; nil leaves those tables mostly empty.
 	Info func() AgentInfo
+	// EventStats describes the event publishers, subscribers and loggers
+	// for osquery_events and vigil_event_drops; nil leaves them empty.
+	EventStats func() []EventStat
 	// Now is the clock of the time table; nil means time.Now.
 	Now func() time.Time
 	// MaxConns bounds the number of queries that run at the same time;

@@ -51,6 +51,8 @@ type Main struct {
 	eventsMax           int
 	eventsExpiry        int
 	bufferedLogMax      int
+	maxLinesize         int
+	maxResultBytes      int
 
 	engine *table.Engine
 	agent  *agent.Agent
@@ -144,6 +146,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.eventsMax, "events_max", 50000, "event rows buffered per table")
 	fs.IntVar(&m.eventsExpiry, "events_expiry", 3600, "seconds after which queried event rows expire")
 	fs.IntVar(&m.bufferedLogMax, "buffered_log_max", 1000000, "log lines spooled before the oldest are dropped")
+	fs.IntVar(&m.maxLinesize, "logger_tls_max_linesize", agent.DefaultLoggerTLSMaxLinesz, "result lines longer than this many bytes are dropped and counted (vigil_event_drops)")
+	fs.IntVar(&m.maxResultBytes, "distributed_max_result_bytes", agent.DefaultDistributedMaxResultBytes, "a live query result over this many bytes is answered with an error")
 	fs.String("flagfile", "", "file of flags, one per line, as osquery's --flagfile (command-line flags win)")
 	args, err := withFlagfile(args)
 	if err != nil {
@@ -218,23 +222,25 @@ func (m *Main) logger() *slog.Logger {
 
 func (m *Main) runAgent(ctx context.Context) error {
 	opts := agent.Options{
-		HostIdentifier:           m.hostIdentifier,
-		DataDir:                  m.databasePath,
-		ConfigPath:               m.configPath,
-		LoggerPath:               m.loggerPath,
-		ConfigRefresh:            time.Duration(m.configRefresh) * time.Second,
-		LoggerTLSPeriod:          time.Duration(m.loggerTLSPeriod) * time.Second,
-		DistributedInterval:      time.Duration(m.distributedInterval) * time.Second,
-		LongPoll:                 m.longPoll,
-		Root:                     m.root,
-		Logger:                   m.logger(),
-		Events:                   !m.disableEvents,
-		EventsMax:                m.eventsMax,
-		EventsExpiry:             time.Duration(m.eventsExpiry) * time.Second,
-		BufferedLogMax:           m.bufferedLogMax,
-		WatchdogLevel:            m.watchdogLevel,
-		WatchdogMemoryLimit:      m.watchdogMemory,
-		WatchdogUtilizationLimit: m.watchdogCPU,
+		HostIdentifier:            m.hostIdentifier,
+		DataDir:                   m.databasePath,
+		ConfigPath:                m.configPath,
+		LoggerPath:                m.loggerPath,
+		ConfigRefresh:             time.Duration(m.configRefresh) * time.Second,
+		LoggerTLSPeriod:           time.Duration(m.loggerTLSPeriod) * time.Second,
+		DistributedInterval:       time.Duration(m.distributedInterval) * time.Second,
+		LongPoll:                  m.longPoll,
+		Root:                      m.root,
+		Logger:                    m.logger(),
+		Events:                    !m.disableEvents,
+		EventsMax:                 m.eventsMax,
+		EventsExpiry:              time.Duration(m.eventsExpiry) * time.Second,
+		BufferedLogMax:            m.bufferedLogMax,
+		LoggerTLSMaxLinesize:      m.maxLinesize,
+		DistributedMaxResultBytes: m.maxResultBytes,
+		WatchdogLevel:             m.watchdogLevel,
+		WatchdogMemoryLimit:       m.watchdogMemory,
+		WatchdogUtilizationLimit:  m.watchdogCPU,
 	}
 	if m.tlsHostname != "" {
 		host := strings.TrimPrefix(strings.TrimSuffix(m.tlsHostname, "/"), "https://")
