@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	readEvery := fs.Duration("distributed-interval", 60*time.Second, "distributed/read polling interval without --long-poll (osquery's default is 60s)")
 	longPoll := fs.Bool("long-poll", false, "announce Vigil's long-poll capability and hold distributed/read open")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	liveQuery := fs.String("live-query", "", "once every agent is enrolled, send this live query to all hosts through the people API (needs --data-dir's profile) and time it until every result is in")
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
@@ -71,6 +73,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	fmt.Fprintf(stderr, "simulating %d agents against %s for %s…\n", *count, *server, *duration)
+	var live chan liveResult
+	if *liveQuery != "" {
+		if *dataDir == "" {
+			return errors.New("bench agents: --live-query needs --data-dir (the profile's token starts the query)")
+		}
+		cf := clientFlags{dataDir: *dataDir}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		live = make(chan liveResult, 1)
+		go func() { live <- timeLiveQuery(ctx, c, *liveQuery, *count) }()
+	}
 	rep, err := loadgen.Run(ctx, loadgen.Options{
 		URL:          *server,
 		RootCAs:      pool,
@@ -86,9 +101,93 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var lr *liveResult
+	if live != nil {
+		r := <-live
+		lr = &r
+	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(rep)
+		return json.NewEncoder(stdout).Encode(map[string]any{"report": rep, "live_query": lr})
 	}
 	fmt.Fprintln(stdout, rep.String())
+	if lr != nil {
+		if lr.Error != "" {
+			fmt.Fprintf(stdout, "live query: %s\n", lr.Error)
+		} else {
+			fmt.Fprintf(stdout, "live query to %d hosts: every result in after %v (first result after %v; %d ok, %d error, %d timeout, %d offline)\n",
+				lr.Hosts, lr.AllIn, lr.FirstIn, lr.Done.OK, lr.Done.Error, lr.Done.Timeout, lr.Done.Offline)
+		}
+	}
 	return nil
+}
+
+// liveResult is how long a live query to the whole simulated fleet took.
+type liveResult struct {
+	Hosts   int           `json:"hosts"`
+	FirstIn time.Duration `json:"first_result"`
+	AllIn   time.Duration `json:"all_results"`
+	Done    doneEvent     `json:"done"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// timeLiveQuery waits until want hosts are online, sends sql to all of
+// them and times the campaign until its done event.
+func timeLiveQuery(ctx context.Context, c *client, sql string, want int) liveResult {
+	for {
+		var out struct {
+			Hosts []hostView `json:"hosts"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/api/v1/hosts", nil, &out); err != nil {
+			return liveResult{Error: err.Error()}
+		}
+		online := 0
+		for _, h := range out.Hosts {
+			if h.Online {
+				online++
+			}
+		}
+		if online >= want {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return liveResult{Error: ctx.Err().Error()}
+		case <-time.After(time.Second):
+		}
+	}
+	start := time.Now()
+	var created struct {
+		ID    string         `json:"id"`
+		Hosts []campaignHost `json:"hosts"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/queries", map[string]any{"sql": sql, "all": true}, &created); err != nil {
+		return liveResult{Error: err.Error()}
+	}
+	res := liveResult{Hosts: len(created.Hosts)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/queries/"+created.ID+"/stream", nil)
+	if err != nil {
+		return liveResult{Error: err.Error()}
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return liveResult{Error: err.Error()}
+	}
+	defer resp.Body.Close()
+	err = readSSE(resp.Body, func(event string, data []byte) (bool, error) {
+		switch event {
+		case "result":
+			if res.FirstIn == 0 {
+				res.FirstIn = time.Since(start)
+			}
+		case "done":
+			res.AllIn = time.Since(start)
+			return true, json.Unmarshal(data, &res.Done)
+		}
+		return false, nil
+	})
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res
 }
