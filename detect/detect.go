@@ -273,6 +273,26 @@ func (e *Engine) Rules() []vigil.Rule {
 	return out
 }
 
+// SetEnabled turns a loaded rule on or off. A disabled rule is skipped by
+// RunOnce and its watermark stays where it was, so enabling it again
+// resumes where it stopped: events that arrived meanwhile are examined then,
+// none is skipped. It fails with vigil.ErrNotFound for an unknown rule id.
+func (e *Engine) SetEnabled(id string, on bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	found := false
+	for _, c := range e.rules {
+		if c.rule.ID == id {
+			c.rule.Enabled = on
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("rule %q: %w", id, vigil.ErrNotFound)
+	}
+	return nil
+}
+
 // Run calls RunOnce every Interval until ctx is done, logging failures.
 func (e *Engine) Run(ctx context.Context) error {
 	t := time.NewTicker(e.opts.Interval)
@@ -297,7 +317,12 @@ func (e *Engine) Run(ctx context.Context) error {
 // could not go on (state or context failure).
 func (e *Engine) RunOnce(ctx context.Context) (int, error) {
 	e.mu.RLock()
-	rules := append([]*compiled(nil), e.rules...)
+	rules := make([]*compiled, 0, len(e.rules))
+	for _, c := range e.rules {
+		if c.rule.Enabled {
+			rules = append(rules, c)
+		}
+	}
 	e.mu.RUnlock()
 
 	heads := map[string]int64{}

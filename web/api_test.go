@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ import (
 )
 
 func TestAuthorizationMatrix(t *testing.T) {
-	e := newEnv(t, nil)
+	console, mod := withConsole(t)
+	e := newEnv(t, mod)
 	ctx := context.Background()
 	online := e.enroll("web-01", false)
 	stale, _, err := e.db.EnrollHost(ctx, vigil.Host{Identifier: "old", Hostname: "old", LastSeen: time.Now().Add(-time.Hour)})
@@ -79,6 +81,32 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/api/v1/audit", nil, state.RoleAdmin, 200},
 		{"POST", "/api/v1/hosts/" + online.host.ID + "/revoke", nil, state.RoleAdmin, 200},
 		{"DELETE", "/api/v1/hosts/" + removable.ID, nil, state.RoleAdmin, 204},
+
+		// The console's endpoints.
+		{"GET", "/api/v1/schema", nil, state.RoleViewer, 200},
+		{"POST", "/api/v1/alerts/bulk", BulkAlertUpdate{IDs: []int64{alerts[0].ID}, AlertUpdate: AlertUpdate{Status: vigil.AlertClosed, Reason: "matrix"}}, state.RoleOperator, 200},
+		{"POST", "/api/v1/events/query", EventQuery{SQL: "SELECT count(*) AS n FROM process_creation"}, state.RoleOperator, 200},
+		{"GET", "/api/v1/hosts/" + online.host.ID + "/timeline", nil, state.RoleOperator, 200},
+		{"GET", "/api/v1/hosts/" + online.host.ID + "/health", nil, state.RoleViewer, 200},
+		{"GET", "/api/v1/rules", nil, state.RoleViewer, 200},
+		{"GET", "/api/v1/rules/11111111-2222-3333-4444-555555555555/source", nil, state.RoleViewer, 200},
+		{"PUT", "/api/v1/rules/11111111-2222-3333-4444-555555555555/enabled", RuleEnable{Enabled: false}, state.RoleAdmin, 204},
+		{"POST", "/api/v1/rules/test", RuleTest{YAML: testRuleYAML}, state.RoleOperator, 200},
+	}
+	// Every authenticated route is in the matrix.
+	for _, pat := range e.api.patterns {
+		method, path, _ := strings.Cut(pat, " ")
+		re := regexp.MustCompile("^" + regexp.MustCompile(`\\\{[a-z]+\\\}`).ReplaceAllString(regexp.QuoteMeta(path), "[^/]+") + "$")
+		covered := false
+		for _, ep := range endpoints {
+			p, _, _ := strings.Cut(ep.path, "?")
+			if ep.method == method && re.MatchString(p) {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("route %q is not in the authorization matrix", pat)
+		}
 	}
 	// counts of things the endpoints create, to check denials change nothing
 	snapshot := func() string {
@@ -97,8 +125,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		ls, _ := e.db.HostLabels(ctx, online.host.ID)
 		as, _ := e.db.ListAlerts(ctx, state.AlertFilter{Status: vigil.AlertOpen})
 		ls = append(ls, fmt.Sprint("open_alerts=", len(as)))
-		return fmt.Sprintf("campaigns=%d tokens=%d revoked=%d secrets=%d hosts=%d key_ok=%v configs=%d labels=%v",
-			len(cs), len(ts), revoked, len(ss), len(hs), err == nil, len(vs), ls)
+		return fmt.Sprintf("campaigns=%d tokens=%d revoked=%d secrets=%d hosts=%d key_ok=%v configs=%d labels=%v rules=%s",
+			len(cs), len(ts), revoked, len(ss), len(hs), err == nil, len(vs), ls, console.toggles())
 	}
 
 	callers := []struct {

@@ -22,10 +22,19 @@
 //	          GET  /api/v1/carves                    {"carves":[...]}
 //	          GET  /api/v1/config                    fleet configuration and version
 //	          GET  /api/v1/config/versions[/{n}]
+//	          GET  /api/v1/schema                    {"live":[agent tables],"events":[event store tables]}
+//	          GET  /api/v1/hosts/{id}/health?limit=  {"online","last_seen","counters":[{"source","counters","inactive"}],"lost","lines":[status lines]}
+//	          GET  /api/v1/rules                     {"rules":[rule + "has_source","can_toggle"]}
+//	          GET  /api/v1/rules/{id}/source         {"id","yaml"}
 //	operator  POST /api/v1/queries                   {"sql","hosts":[id|identifier|hostname],"all"} -> 201 {"id","hosts"}
 //	          PATCH /api/v1/alerts/{id}              {"status","assignee","close_reason"}
+//	          POST /api/v1/alerts/bulk               {"ids":[...],"status","assignee","close_reason"} -> {"updated","failed":{id:why}}
 //	          GET  /api/v1/carves/{id}/data          the carved bytes (audited)
-//	admin     PUT  /api/v1/config                    {"config","base_version","comment"} (409 if base is stale)
+//	          POST /api/v1/events/query              {"sql"} -> {"columns","rows","truncated"}: one read-only SELECT (audited)
+//	          GET  /api/v1/hosts/{id}/timeline?at=&before=&after=   {"host","from","to","events":[{"time","kind","table","event_id","fields"}]}
+//	          POST /api/v1/rules/test                {"yaml","limit"} -> {"title","table","sql","columns","rows","truncated"}
+//	admin     PUT  /api/v1/rules/{id}/enabled        {"enabled"}
+//	          PUT  /api/v1/config                    {"config","base_version","comment"} (409 if base is stale)
 //	          PUT  /api/v1/hosts/{id}/labels         {"labels":[...]}
 //	          POST /api/v1/hosts/{id}/revoke         revoke node keys: the agent must enroll again
 //	          DELETE /api/v1/hosts/{id}
@@ -41,4 +50,19 @@
 // starts (no check-in within control.Options.OfflineAfter) are reported
 // offline at once and never sent the query; the others have
 // control.Options.QueryTimeout (default 60 s) to answer, then time out.
+//
+// The console's endpoints read what Options gives them: Events (the event
+// store, for the explorer, timelines and rule tests), Tables (agent table
+// schemas for completion), Rules, RuleSource and SetRuleEnabled (the
+// detection engine). One that is not given answers 501. A timeline shows
+// processes, connections, files and logins of one host from at-before to
+// at+after (default 15 minutes each, at most 7 days), oldest first, up to
+// 500 events per table; its SQL takes the request's values as parameters
+// only. A rule test compiles the YAML for the store's dialect and runs it
+// without alerting or moving a watermark.
+//
+// The console itself (package files under console/: JavaScript modules and
+// CSS, embedded, no build step) is served at / unless Options.NoConsole,
+// with a Content-Security-Policy that allows only its own files. It keeps
+// the token a person pastes in sessionStorage and calls the API above.
 package web

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/vigilhq/vigil"
 	"github.com/vigilhq/vigil/control"
 	"github.com/vigilhq/vigil/state"
+	"github.com/vigilhq/vigil/store"
 )
 
 // Defaults for Options.
@@ -34,6 +36,24 @@ type Options struct {
 	// BadAuthWindow get 429 until the window ends; defaults 20 per minute.
 	BadAuthLimit  int
 	BadAuthWindow time.Duration
+
+	// The console's optional sources; an endpoint whose source is nil
+	// answers 501.
+	//
+	// Events runs the event explorer's SQL, rule tests and host timelines
+	// (read-only: the store refuses anything but one SELECT); EventsDialect
+	// is its dialect ("" means DuckDB).
+	Events        store.Querier
+	EventsDialect store.Dialect
+	// Tables lists the tables live queries can read, for completion.
+	Tables func() []TableSchema
+	// Rules lists the loaded detection rules; RuleSource returns one's
+	// YAML; SetRuleEnabled switches one on or off.
+	Rules          func() []vigil.Rule
+	RuleSource     func(ctx context.Context, id string) ([]byte, error)
+	SetRuleEnabled func(ctx context.Context, id string, enabled bool) error
+	// NoConsole leaves the console's pages out (the API alone).
+	NoConsole bool
 }
 
 // API serves /api/v1/... for people.
@@ -46,6 +66,8 @@ type API struct {
 	mux    *http.ServeMux
 
 	limiter *limiter
+
+	patterns []string // every authenticated route, for the authorization test
 
 	touchMu sync.Mutex
 	touched map[int64]time.Time // token id -> last recorded use
@@ -115,6 +137,19 @@ func (a *API) routes() {
 	a.handle("DELETE /api/v1/enroll-secrets/{name}", state.RoleAdmin, a.revokeEnrollSecret)
 	a.handle("GET /api/v1/audit", state.RoleAdmin, a.exportAudit)
 
+	a.handle("GET /api/v1/schema", state.RoleViewer, a.listTables)
+	a.handle("POST /api/v1/alerts/bulk", state.RoleOperator, a.bulkUpdateAlerts)
+	a.handle("POST /api/v1/events/query", state.RoleOperator, a.queryEvents)
+	a.handle("GET /api/v1/hosts/{id}/timeline", state.RoleOperator, a.hostTimeline)
+	a.handle("GET /api/v1/hosts/{id}/health", state.RoleViewer, a.hostHealth)
+	a.handle("GET /api/v1/rules", state.RoleViewer, a.listRules)
+	a.handle("GET /api/v1/rules/{id}/source", state.RoleViewer, a.ruleSource)
+	a.handle("PUT /api/v1/rules/{id}/enabled", state.RoleAdmin, a.setRuleEnabled)
+	a.handle("POST /api/v1/rules/test", state.RoleOperator, a.testRule)
+	if !a.opts.NoConsole {
+		a.mux.Handle("/", consoleHandler())
+	}
+
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -122,6 +157,7 @@ func (a *API) routes() {
 
 // handle registers a route that needs at least role need.
 func (a *API) handle(pattern string, need state.Role, h handlerFunc) {
+	a.patterns = append(a.patterns, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, ok := a.authenticate(w, r)
 		if !ok {
