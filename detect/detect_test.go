@@ -104,7 +104,7 @@ func rule(id, title, category, detection string) string {
 var testRules = fstest.MapFS{
 	"rules/evil.yml":   {Data: []byte(rule(ruleEvil, "Evil", "process_creation", "  sel:\n    CommandLine|contains: evil\n  condition: sel"))},
 	"rules/sub/nc.yml": {Data: []byte(rule(ruleNc, "Netcat", "process_creation", "  sel:\n    Image|endswith: /nc\n  filter:\n    CommandLine|contains: ' -z'\n  condition: sel and not filter"))},
-	"rules/fail.yml":   {Data: []byte(rule(ruleFail, "Fails", "process_creation", "  sel:\n    CommandLine|contains: FAILME\n  condition: sel"))},
+	"rules/fail.yml":   {Data: []byte(rule(ruleFail, "Fails", "process_creation", "  sel:\n    CommandLine|contains: failme\n  condition: sel"))},
 	"rules/file.yml":   {Data: []byte(rule(ruleFile, "File", "file_event", "  sel:\n    TargetFilename|endswith: /passwd\n  condition: sel"))},
 	"rules/bad.yml":    {Data: []byte(rule("55555555-5555-4555-8555-555555555555", "Bad", "process_creation", "  sel:\n    CommandLine|contians: x\n  condition: sel"))},
 	"rules/README.md":  {Data: []byte("not a rule")},
@@ -124,7 +124,7 @@ func newHarness(t *testing.T) *harness {
 	st := newFakeState()
 	now := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 	eng := detect.New(detect.Options{
-		Querier: failingQuerier{db, "FAILME"},
+		Querier: failingQuerier{db, "failme"},
 		Dialect: store.DuckDB,
 		State:   st,
 		Now:     func() time.Time { return now },

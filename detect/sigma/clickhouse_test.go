@@ -29,6 +29,7 @@ func TestClickHouseDialect(t *testing.T) {
 		wrap    func(string) string
 	}{
 		{"match", proc, matchCases, nil, ruleYAML},
+		{"fold", proc, foldCases, nil, ruleYAML},
 		{"modifiers", testTable, modifierCases, testMapping{}, func(d string) string {
 			return "title: t\nlogsource:\n  category: test\ndetection:\n" + d + "\n"
 		}},

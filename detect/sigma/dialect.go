@@ -136,27 +136,6 @@ func (DuckDB) Bool(b bool) string {
 func (DuckDB) Text(expr string) string   { return "CAST(" + expr + " AS VARCHAR)" }
 func (DuckDB) Number(expr string) string { return "TRY_CAST(" + expr + " AS DOUBLE)" }
 
-func (d DuckDB) MatchAny(expr string, ps []Pattern, cased bool) string {
-	items := make([]string, 0, len(ps))
-	for _, p := range ps {
-		items = append(items, d.match(expr, p, cased))
-	}
-	return orSQL(items)
-}
-
-func (d DuckDB) match(expr string, p Pattern, cased bool) string {
-	if p.HasDash() {
-		return d.Regexp(expr, p.Regex(), regexFlags(cased))
-	}
-	if cased {
-		if lit, ok := p.Literal(); ok {
-			return expr + " = " + d.String(lit)
-		}
-		return expr + " LIKE " + d.String(p.Like()) + ` ESCAPE '\'`
-	}
-	return expr + " ILIKE " + d.String(p.Like()) + ` ESCAPE '\'`
-}
-
 // Regexp passes the flags inline: RE2's (?m) has no equivalent among
 // regexp_matches' options (whose 'm' means newline-sensitive).
 func (d DuckDB) Regexp(expr, re, flags string) string {

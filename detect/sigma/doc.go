@@ -13,10 +13,25 @@
 //
 // Semantics, where the specification leaves room or converters differ:
 //
-//   - Matching is case-insensitive, for non-ASCII letters too (DuckDB
-//     ILIKE; ClickHouse lowerUTF8, positionCaseInsensitiveUTF8 and RE2
-//     (?i)), unless the cased modifier is given. Regular expressions are
-//     case-sensitive unless re|i.
+//   - Matching is case-insensitive, for non-ASCII letters too, unless the
+//     cased modifier is given; "case-insensitive" means both sides go
+//     through the simple per-code-point lowercase mapping (no full case
+//     folding: "ß" is not "ss", final and medial sigma differ). Regular
+//     expressions are case-sensitive unless re|i.
+//   - DuckDB: results are those of "col ILIKE pattern ESCAPE '\'", in
+//     cheaper forms (see DuckDB.MatchAny): values without wildcards
+//     become lower(col) = 'v' (one IN list for several), starts_with,
+//     ends_with or contains over lower(col), with the value lowered in
+//     Go (six or more contains values: one regexp_matches of their
+//     quoted alternation over lower(col)); values with wildcards
+//     lower(col) LIKE, with ESCAPE only when
+//     the pattern escapes a character. Go's and DuckDB's lowercase agree
+//     on every code point (tested on the engine); a value with a code
+//     point unknown to Go's Unicode tables keeps ILIKE. cased uses the
+//     same forms without lower().
+//   - ClickHouse: lowerUTF8, positionCaseInsensitiveUTF8 and RE2 (?i);
+//     lowerUTF8 leaves letters whose lowercase has another UTF-8 length
+//     (İ, the Kelvin sign, ẞ) unchanged, so those fold on DuckDB only.
 //   - An absent field is NULL and never matches; "not x" is
 //     NOT coalesce(x, false), so negation keeps events whose field is
 //     absent. neq behaves like "not" of the same match.

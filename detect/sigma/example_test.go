@@ -33,7 +33,7 @@ detection:
 		fmt.Println(sigma.SelectSQL(d, q))
 	}
 	// Output:
-	// SELECT * FROM process_creation WHERE ((process_executable ILIKE '%/nc' ESCAPE '\' AND process_command_line ILIKE '% -e %' ESCAPE '\') AND NOT coalesce(user_name ILIKE 'root' ESCAPE '\', false))
+	// SELECT * FROM process_creation WHERE ((ends_with(lower(process_executable), '/nc') AND contains(lower(process_command_line), ' -e ')) AND NOT coalesce(lower(user_name) = 'root', false))
 	// SELECT * FROM process_creation WHERE ((endsWith(lowerUTF8(process_executable), lowerUTF8('/nc')) AND positionCaseInsensitiveUTF8(process_command_line, ' -e ') > 0) AND NOT coalesce(lowerUTF8(user_name) = 'root', 0))
 }
 
