@@ -3,8 +3,10 @@
 // stores: detection rules become a boolean expression over the columns of
 // the event table their logsource maps to (Query), correlation rules a
 // complete SELECT over sliding windows (CorrelationQuery). Meta filters
-// are AND-ed to the rules they name. Check, Convert and Test back the
-// `vigil sigma check|convert|test` commands.
+// are AND-ed to the rules they name. Check and Convert back
+// `vigil sigma check|convert`; ReadEvents and RunEvents back
+// `vigil sigma test` (JSON-lines events), with Test kept for the YAML
+// sample format that lists expected rules.
 //
 // Values from rules reach SQL only through each dialect's one escaping
 // function (Dialect.String) and column names only from the schema package
