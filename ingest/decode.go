@@ -113,14 +113,25 @@ func DecodeResultLine(raw []byte) (osquery.ResultLine, error) {
 }
 
 func decodeResult(raw []byte) (resultRows, error) {
+	d := lineDecoders.Get().(*lineDecoder)
+	defer lineDecoders.Put(d)
+	return d.decodeResult(raw)
+}
+
+func (d *lineDecoder) decodeResult(raw []byte) (resultRows, error) {
 	var out resultRows
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return out, reject(ReasonMalformed, "not a JSON object")
 	}
-	// The fast decoder handles the common case; anything it refuses is
-	// decoded again from scratch by encoding/json, which classifies the
-	// error and accepts numerics.
+	// The hand-written decoder reads the common shape; the reflective
+	// jsonv2 decoder handles the rest of what osquery writes; anything
+	// either refuses is decoded again from scratch by encoding/json,
+	// which classifies the error and accepts numerics.
+	if err := d.decode(raw, &out.line); err == nil {
+		return validate(out)
+	}
+	out.line = osquery.ResultLine{}
 	if err := jsonv2.Unmarshal(raw, &out.line, fastOpts); err != nil {
 		out.line = osquery.ResultLine{}
 		if err := json.Unmarshal(raw, &out.line); err != nil {

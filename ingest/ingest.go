@@ -179,11 +179,16 @@ func (i *Ingester) Decode(host vigil.Host, logType string, lines []json.RawMessa
 }
 
 func (i *Ingester) decode(host vigil.Host, logType string, lines []json.RawMessage) (vigil.Batch, int, error) {
+	return i.decodeFrom(host, logType, lines, 0)
+}
+
+// decodeFrom is decode for lines that start at index first of a request.
+func (i *Ingester) decodeFrom(host vigil.Host, logType string, lines []json.RawMessage, first int) (vigil.Batch, int, error) {
 	var b vigil.Batch
 	var local stats
 	switch logType {
 	case osquery.LogTypeResult:
-		b = i.decodeResults(host, lines, &local)
+		b = i.decodeResults(host, lines, first, &local)
 		local.events = int64(len(b.Events))
 	case osquery.LogTypeStatus:
 		for idx, raw := range lines {
@@ -213,11 +218,11 @@ const parallelLines = 4096
 
 // decodeResults decodes result lines, in parallel chunks for big batches;
 // the batch keeps the order of the lines either way.
-func (i *Ingester) decodeResults(host vigil.Host, lines []json.RawMessage, st *stats) vigil.Batch {
+func (i *Ingester) decodeResults(host vigil.Host, lines []json.RawMessage, first int, st *stats) vigil.Batch {
 	workers := runtime.GOMAXPROCS(0)
 	if len(lines) < parallelLines || workers < 2 {
 		var b vigil.Batch
-		i.decodeChunk(host, lines, 0, &b, st)
+		i.decodeChunk(host, lines, first, &b, st)
 		return b
 	}
 	chunk := (len(lines) + workers - 1) / workers
@@ -226,7 +231,7 @@ func (i *Ingester) decodeResults(host vigil.Host, lines []json.RawMessage, st *s
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := min(w*chunk, len(lines)), min((w+1)*chunk, len(lines))
-		wg.Go(func() { i.decodeChunk(host, lines[lo:hi], lo, &parts[w], &stats[w]) })
+		wg.Go(func() { i.decodeChunk(host, lines[lo:hi], first+lo, &parts[w], &stats[w]) })
 	}
 	wg.Wait()
 	var b vigil.Batch
@@ -253,7 +258,12 @@ func (i *Ingester) decodeResults(host vigil.Host, lines []json.RawMessage, st *s
 }
 
 func (i *Ingester) decodeChunk(host vigil.Host, lines []json.RawMessage, first int, b *vigil.Batch, st *stats) {
-	n := normaliser{ing: i, host: host, tables: map[string]tableRef{}}
+	n := normaliser{ing: i, host: host, tables: map[string]tableRef{}, dec: lineDecoders.Get().(*lineDecoder)}
+	defer lineDecoders.Put(n.dec)
+	// Most lines are one event-format row: size for that.
+	if b.Results == nil {
+		b.Results = make([]vigil.ResultRow, 0, len(lines))
+	}
 	for idx, raw := range lines {
 		if err := n.line(raw, b); err != nil {
 			st.reject(reasonOf(err))
@@ -304,12 +314,13 @@ func (i *Ingester) statusRow(host vigil.Host, raw []byte) (vigil.ResultRow, erro
 		return vigil.ResultRow{}, err
 	}
 	return vigil.ResultRow{
-		ID:      schema.EventID(host.ID, StatusQuery, 0, int64(s.UnixTime), ActionStatus, 0, cols),
-		HostID:  host.ID,
-		Query:   StatusQuery,
-		Action:  ActionStatus,
-		Time:    t,
-		Columns: cols,
+		ID:       schema.EventID(host.ID, StatusQuery, 0, int64(s.UnixTime), ActionStatus, 0, cols),
+		HostID:   host.ID,
+		Hostname: host.Hostname,
+		Query:    StatusQuery,
+		Action:   ActionStatus,
+		Time:     t,
+		Columns:  cols,
 	}, nil
 }
 
@@ -322,16 +333,18 @@ type tableRef struct {
 
 // normaliser turns the result lines of one request into a batch.
 type normaliser struct {
-	ing    *Ingester
-	host   vigil.Host
-	tables map[string]tableRef // by query name, for this request
+	ing      *Ingester
+	host     vigil.Host
+	tables   map[string]tableRef // by query name, for this request
+	dec      *lineDecoder
+	hostname any
 }
 
 func (n *normaliser) line(raw []byte, b *vigil.Batch) error {
 	if len(raw) > n.ing.maxLine {
 		return reject(ReasonTooLarge, "result line of %d bytes, limit %d", len(raw), n.ing.maxLine)
 	}
-	r, err := decodeResult(raw)
+	r, err := n.dec.decodeResult(raw)
 	if err != nil {
 		return err
 	}
@@ -349,7 +362,8 @@ func (n *normaliser) line(raw []byte, b *vigil.Batch) error {
 		for idx, row := range set.rows {
 			id := schema.EventID(n.host.ID, l.Name, epoch, counter, set.action, idx, row)
 			b.Results = append(b.Results, vigil.ResultRow{
-				ID: id, HostID: n.host.ID, Query: l.Name, Action: set.action, Time: r.time, Columns: row,
+				ID: id, HostID: n.host.ID, Hostname: n.host.Hostname, Query: l.Name, Action: set.action,
+				Time: r.time, Epoch: epoch, Counter: counter, Columns: row,
 			})
 			if !ref.ok || set.action == osquery.ActionRemoved {
 				continue
@@ -359,7 +373,10 @@ func (n *normaliser) line(raw []byte, b *vigil.Batch) error {
 				at = r.time
 			}
 			if n.host.Hostname != "" {
-				fields[store.ColHostname] = n.host.Hostname
+				if n.hostname == nil {
+					n.hostname = n.host.Hostname // boxed once per request, not per event
+				}
+				fields[store.ColHostname] = n.hostname
 			}
 			b.Events = append(b.Events, vigil.Event{
 				ID: id, Table: ref.table.Name, HostID: n.host.ID, Time: at, Fields: fields,

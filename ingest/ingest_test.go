@@ -16,6 +16,7 @@ import (
 	"github.com/vigilhq/vigil"
 	"github.com/vigilhq/vigil/ingest"
 	"github.com/vigilhq/vigil/osquery"
+	"github.com/vigilhq/vigil/schema"
 	"github.com/vigilhq/vigil/store/duckdb"
 )
 
@@ -288,5 +289,63 @@ func TestParallelDecodeKeepsOrder(t *testing.T) {
 	gs, ws := whole.Stats(), pieces.Stats()
 	if gs.LinesAccepted != ws.LinesAccepted || gs.LinesRejected != 11 || ws.LinesRejected != 11 || gs.Rejected[ingest.ReasonMalformed] != 11 {
 		t.Errorf("stats: parallel %+v, sequential %+v", gs, ws)
+	}
+}
+
+// The raw results table keeps the host name and osquery's epoch and
+// counter of every row, status lines included (epoch and counter 0).
+func TestResultRowMetadata(t *testing.T) {
+	ing := ingest.New(ingest.Options{})
+	b, err := ing.Decode(host, "result", []json.RawMessage{procLine("procs", 77, 1, "a"), procLine("procs", 78, 2, "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Results) != 2 {
+		t.Fatalf("%d results, want 2", len(b.Results))
+	}
+	for i, r := range b.Results {
+		if r.Hostname != host.Hostname || r.Epoch != 1 || r.Counter != int64(77+i) {
+			t.Errorf("result %d: hostname %q epoch %d counter %d, want %q 1 %d", i, r.Hostname, r.Epoch, r.Counter, host.Hostname, 77+i)
+		}
+	}
+
+	s := openStore(t)
+	ing = ingest.New(ingest.Options{Appender: s})
+	ctx := context.Background()
+	if err := ing.Log(ctx, host, "result", []json.RawMessage{procLine("procs", 1<<33, 5, "c")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ing.Log(ctx, host, "status", []json.RawMessage{
+		json.RawMessage(`{"hostIdentifier":"web1","unixTime":1767225601,"severity":0,"filename":"x.cpp","line":7,"message":"hi"}`),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Query(ctx, `SELECT action, hostname, epoch, counter FROM query_results ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]any{{"added", host.Hostname, int64(1), int64(1 << 33)}, {"status", host.Hostname, int64(0), int64(0)}}
+	if fmt.Sprint(r.Rows) != fmt.Sprint(want) {
+		t.Errorf("query_results: %v, want %v", r.Rows, want)
+	}
+}
+
+// Event ids are the stores' dedupe key across versions: a replay by a
+// newer server must give the ids an older one stored. These values were
+// computed by the first implementation of schema.EventID.
+func TestEventIDStable(t *testing.T) {
+	many := map[string]string{}
+	for i := range 40 {
+		many[fmt.Sprint("k", i)] = fmt.Sprint(i * i)
+	}
+	for _, c := range []struct{ got, want string }{
+		{schema.EventID("h1", "pack_x_process_events", 1, 1<<40, "added", 3,
+			map[string]string{"pid": "1", "path": "/bin/sh", "cmdline": "a 'b' ü", "": ""}), "b81ab904b644b9f4ad2ff65d28856484"},
+		{schema.EventID("", "", 0, -5, "", 0, nil), "7c292078af80557b0991f59807faf730"},
+		{schema.EventID("h", "q", 2, 3, "snapshot", 7, many), "3739281924ba2f796a4854f5bc4e014e"},
+	} {
+		if c.got != c.want {
+			t.Errorf("EventID %s, want %s", c.got, c.want)
+		}
 	}
 }

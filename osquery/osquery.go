@@ -182,12 +182,15 @@ type DistributedWriteRequest struct {
 // depending on version and the numerics setting. It marshals as a number.
 type Int int64
 
-// UnmarshalJSON accepts 12, "12" and "".
+// UnmarshalJSON accepts 12, "12" and "". It parses with strconv directly:
+// it runs for three fields of every result line.
 func (n *Int) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
 		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 {
+			s = string(b[1 : len(b)-1])
+		} else if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
 		if s == "" {
@@ -205,8 +208,10 @@ func (n *Int) UnmarshalJSON(b []byte) error {
 		*n = 0
 		return nil
 	}
-	var v int64
-	if err := json.Unmarshal(b, &v); err != nil {
+	// A JSON number in integer form is exactly what ParseInt accepts
+	// (encoding/json never passes a leading "+").
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
 		return fmt.Errorf("osquery: %s is not an integer", b)
 	}
 	*n = Int(v)

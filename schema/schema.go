@@ -12,7 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,29 +149,40 @@ var ResultsColumns = []Column{
 // the row's content is part of the id so that an agent whose counter starts
 // again cannot make two different rows collide.
 func EventID(hostID, query string, epoch, counter int64, action string, index int, row map[string]string) string {
-	h := sha256.New()
-	var n [8]byte
-	put := func(s string) {
-		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+	// The hashed bytes are, for each part, its length (8 bytes little
+	// endian) then its bytes: host, query, epoch, counter, action, index
+	// (decimal), then each column name and value in name order. They are
+	// built in one buffer (on the stack for common rows) and hashed at once.
+	var stack [1024]byte
+	b := stack[:0]
+	put := func(b []byte, s string) []byte {
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(s)))
+		return append(b, s...)
 	}
-	put(hostID)
-	put(query)
-	put(strconv.FormatInt(epoch, 10))
-	put(strconv.FormatInt(counter, 10))
-	put(action)
-	put(strconv.Itoa(index))
-	keys := make([]string, 0, len(row))
+	putInt := func(b []byte, v int64) []byte {
+		var d [20]byte
+		n := strconv.AppendInt(d[:0], v, 10)
+		b = binary.LittleEndian.AppendUint64(b, uint64(len(n)))
+		return append(b, n...)
+	}
+	b = put(b, hostID)
+	b = put(b, query)
+	b = putInt(b, epoch)
+	b = putInt(b, counter)
+	b = put(b, action)
+	b = putInt(b, int64(index))
+	var keyStack [32]string
+	keys := keyStack[:0]
 	for k := range row {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
-		put(k)
-		put(row[k])
+		b = put(b, k)
+		b = put(b, row[k])
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // OsqueryTableOf returns the single table a scheduled query reads from

@@ -7,11 +7,11 @@ import (
 
 func TestOsqueryTableOf(t *testing.T) {
 	cases := map[string]string{
-		"SELECT * FROM process_events":                                 "process_events",
-		"select pid, path from process_events where path like '/tmp%'": "process_events",
+		"SELECT * FROM process_events":                                  "process_events",
+		"select pid, path from process_events where path like '/tmp%'":  "process_events",
 		"SELECT u.username FROM users u JOIN groups g ON u.gid = g.gid": "",
-		"SELECT 1":                 "",
-		"SELECT * FROM (SELECT 1)": "",
+		"SELECT 1":                   "",
+		"SELECT * FROM (SELECT 1)":   "",
 		"SELECT * FROM `processes`;": "processes",
 	}
 	for sql, want := range cases {

@@ -16,14 +16,20 @@ func EncodeColumns(cols map[string]string) string {
 	if len(cols) == 0 {
 		return "{}"
 	}
-	keys := make([]string, 0, len(cols))
+	// Stack buffers for the common row: one allocation, the result.
+	var keyStack [32]string
+	var bufStack [1024]byte
+	keys := keyStack[:0]
 	size := 2
 	for k, v := range cols {
 		keys = append(keys, k)
 		size += len(k) + len(v) + 6
 	}
 	slices.Sort(keys)
-	b := make([]byte, 0, size)
+	b := bufStack[:0]
+	if size > len(bufStack) {
+		b = make([]byte, 0, size)
+	}
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {

@@ -28,10 +28,12 @@ func Coerce(typ schema.Type, v any) (any, error) {
 		return nil, fmt.Errorf("%T for %s: %w: %w", v, typ, ErrType, vigil.ErrInvalid)
 	}
 	switch typ {
+	// A value already of the column's type is returned as the same
+	// interface: re-boxing it would allocate, once per column per row.
 	case schema.Text:
 		switch x := v.(type) {
 		case string:
-			return x, nil
+			return v, nil
 		case []byte:
 			return string(x), nil
 		case int64:
@@ -44,7 +46,7 @@ func Coerce(typ schema.Type, v any) (any, error) {
 	case schema.BigInt:
 		switch x := v.(type) {
 		case int64:
-			return x, nil
+			return v, nil
 		case int:
 			return int64(x), nil
 		case int32:
@@ -67,7 +69,7 @@ func Coerce(typ schema.Type, v any) (any, error) {
 	case schema.Double:
 		switch x := v.(type) {
 		case float64:
-			return x, nil
+			return v, nil
 		case float32:
 			return float64(x), nil
 		case int64:
@@ -82,7 +84,7 @@ func Coerce(typ schema.Type, v any) (any, error) {
 	case schema.Bool:
 		switch x := v.(type) {
 		case bool:
-			return x, nil
+			return v, nil
 		case string:
 			if b, err := strconv.ParseBool(x); err == nil {
 				return b, nil

@@ -175,6 +175,11 @@ func (s *Store) stage(b vigil.Batch) ([]*staged, error) {
 		row[t.index["query_name"]] = r.Query
 		row[t.index["action"]] = r.Action
 		row[t.index["columns"]] = store.EncodeColumns(r.Columns)
+		row[t.index["epoch"]] = r.Epoch
+		row[t.index["counter"]] = r.Counter
+		if r.Hostname != "" {
+			row[t.index[store.ColHostname]] = r.Hostname
+		}
 		st.add(r.ID, row, r.Time)
 	}
 	return out, nil

@@ -184,13 +184,14 @@ func (s *Store) write(st *stagedRows, existing map[string]struct{}, now time.Tim
 			}
 		}()
 		idCol, seqCol, atCol := t.index[store.ColEventID], t.index[store.ColSeq], t.index[store.ColIngestedAt]
+		var nowV driver.Value = now // boxed once, not per row
 		for _, row := range st.rows {
 			if _, ok := existing[row[idCol].(string)]; ok {
 				continue
 			}
 			seq++
 			row[seqCol] = seq
-			row[atCol] = now
+			row[atCol] = nowV
 			if err := a.AppendRow(row...); err != nil {
 				return err
 			}
@@ -247,9 +248,42 @@ func (sl *slab) row(n int) []driver.Value {
 	return r
 }
 
+// boxCache boxes values into driver.Values, reusing the previous box when
+// the value repeats (host, query, action and time repeat across a batch's
+// rows): boxing a string or time allocates.
+type boxCache struct {
+	s   map[string]driver.Value
+	t   time.Time
+	tv  driver.Value
+	set bool
+}
+
+func (c *boxCache) str(v string) driver.Value {
+	if b, ok := c.s[v]; ok {
+		return b
+	}
+	var b driver.Value = v
+	if c.s == nil {
+		c.s = map[string]driver.Value{}
+	}
+	if len(c.s) < 64 {
+		c.s[v] = b
+	}
+	return b
+}
+
+func (c *boxCache) time(t time.Time) driver.Value {
+	if c.set && t.Equal(c.t) && t.Location() == c.t.Location() {
+		return c.tv
+	}
+	c.t, c.tv, c.set = t, timeOrNil(t), true
+	return c.tv
+}
+
 func (s *Store) stageEvents(events []vigil.Event) ([]*stagedRows, error) {
 	var out []*stagedRows
 	var rows slab
+	var box boxCache
 	by := map[string]*stagedRows{}
 	get := func(name string) (*stagedRows, error) {
 		if st, ok := by[name]; ok {
@@ -275,8 +309,8 @@ func (s *Store) stageEvents(events []vigil.Event) ([]*stagedRows, error) {
 		t := st.t
 		row := rows.row(len(t.cols))
 		row[t.index[store.ColEventID]] = e.ID
-		row[t.index[store.ColHostID]] = e.HostID
-		row[t.index[store.ColEventTime]] = timeOrNil(e.Time)
+		row[t.index[store.ColHostID]] = box.str(e.HostID)
+		row[t.index[store.ColEventTime]] = box.time(e.Time)
 		for k, v := range e.Fields {
 			j, ok := t.index[k]
 			if !ok || k != store.ColHostname && t.common[j] {
@@ -301,18 +335,25 @@ func (s *Store) stageResults(results []vigil.ResultRow) (*stagedRows, error) {
 	st := &stagedRows{t: t, ids: make(map[string]struct{}, len(results))}
 	idCol, hostCol, timeCol := t.index[store.ColEventID], t.index[store.ColHostID], t.index[store.ColEventTime]
 	queryCol, actionCol, colsCol := t.index["query_name"], t.index["action"], t.index["columns"]
+	epochCol, counterCol, hostnameCol := t.index["epoch"], t.index["counter"], t.index[store.ColHostname]
 	var rows slab
+	var box boxCache
 	for i, r := range results {
 		if r.ID == "" {
 			return nil, fmt.Errorf("duckdb: append: result %d (%s): empty id: %w", i, r.Query, vigil.ErrInvalid)
 		}
 		row := rows.row(len(t.cols))
 		row[idCol] = r.ID
-		row[hostCol] = r.HostID
-		row[timeCol] = timeOrNil(r.Time)
-		row[queryCol] = r.Query
-		row[actionCol] = r.Action
+		row[hostCol] = box.str(r.HostID)
+		row[timeCol] = box.time(r.Time)
+		row[queryCol] = box.str(r.Query)
+		row[actionCol] = box.str(r.Action)
 		row[colsCol] = store.EncodeColumns(r.Columns)
+		row[epochCol] = r.Epoch
+		row[counterCol] = r.Counter
+		if r.Hostname != "" {
+			row[hostnameCol] = box.str(r.Hostname)
+		}
 		st.add(r.ID, row, r.Time)
 	}
 	return st, nil

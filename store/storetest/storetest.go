@@ -246,19 +246,24 @@ func checkValue(t *testing.T, what string, got, want any) {
 func testResultsRoundTrip(t *testing.T, b Backend) {
 	cols := map[string]string{"pid": "42", "path": "/usr/bin/ünï 'x\"", "empty": ""}
 	rr := []vigil.ResultRow{
-		{ID: "r1", HostID: "h1", Query: "pack_sec_processes", Action: "added", Time: base, Columns: cols},
-		{ID: "r2", HostID: "h1", Query: "pack_sec_processes", Action: "removed", Time: base.Add(time.Second), Columns: map[string]string{}},
+		{ID: "r1", HostID: "h1", Hostname: "web-1", Query: "pack_sec_processes", Action: "added", Time: base,
+			Epoch: 3, Counter: 1<<40 + 7, Columns: cols},
+		{ID: "r2", HostID: "h1", Hostname: "web-1", Query: "pack_sec_processes", Action: "removed", Time: base.Add(time.Second),
+			Epoch: 3, Counter: 8, Columns: map[string]string{}},
 	}
 	mustAppend(t, b, vigil.Batch{Results: rr})
-	rows := mustQuery(t, b, "SELECT event_id, query_name, action, event_time, columns FROM "+schema.ResultsTable+
+	rows := mustQuery(t, b, "SELECT event_id, hostname, query_name, action, epoch, counter, event_time, columns FROM "+schema.ResultsTable+
 		" WHERE host_id = ? ORDER BY seq", "h1")
 	if len(rows.Rows) != 2 {
 		t.Fatalf("got %d rows, want 2", len(rows.Rows))
 	}
 	for i, m := range rows.Maps() {
 		checkValue(t, "event_id", m["event_id"], rr[i].ID)
+		checkValue(t, "hostname", m["hostname"], rr[i].Hostname)
 		checkValue(t, "query_name", m["query_name"], rr[i].Query)
 		checkValue(t, "action", m["action"], rr[i].Action)
+		checkValue(t, "epoch", m["epoch"], rr[i].Epoch)
+		checkValue(t, "counter", m["counter"], rr[i].Counter)
 		checkValue(t, "event_time", m["event_time"], rr[i].Time)
 		s, ok := m["columns"].(string)
 		if !ok {

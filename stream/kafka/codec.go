@@ -12,7 +12,7 @@
 // order on one partition), version 1:
 //
 //	{"v":1,"kind":"event","id":"…","table":"process_creation","host_id":"…","time":"RFC 3339","fields":{…}}
-//	{"v":1,"kind":"result","id":"…","host_id":"…","query":"…","action":"added","time":"RFC 3339","columns":{…}}
+//	{"v":1,"kind":"result","id":"…","host_id":"…","hostname":"…","query":"…","action":"added","time":"RFC 3339","epoch":1,"counter":7,"columns":{…}}
 //
 // Plain JSON so that other consumers (a SIEM, a data lake loader) can read
 // the topic without Vigil.
@@ -40,16 +40,21 @@ const (
 )
 
 type record struct {
-	V       int               `json:"v"`
-	Kind    string            `json:"kind"`
-	ID      string            `json:"id"`
-	Table   string            `json:"table,omitempty"`
-	HostID  string            `json:"host_id"`
-	Time    time.Time         `json:"time"`
-	Fields  map[string]any    `json:"fields,omitempty"`
-	Query   string            `json:"query,omitempty"`
-	Action  string            `json:"action,omitempty"`
-	Columns map[string]string `json:"columns,omitempty"`
+	V      int       `json:"v"`
+	Kind   string    `json:"kind"`
+	ID     string    `json:"id"`
+	Table  string    `json:"table,omitempty"`
+	HostID string    `json:"host_id"`
+	Time   time.Time `json:"time"`
+	// Hostname, Epoch and Counter of result rows; added within version 1
+	// (older records lack them and decode with zero values).
+	Hostname string            `json:"hostname,omitempty"`
+	Epoch    int64             `json:"epoch,omitempty"`
+	Counter  int64             `json:"counter,omitempty"`
+	Fields   map[string]any    `json:"fields,omitempty"`
+	Query    string            `json:"query,omitempty"`
+	Action   string            `json:"action,omitempty"`
+	Columns  map[string]string `json:"columns,omitempty"`
 }
 
 // EncodeEvent encodes one event as a record value.
@@ -63,7 +68,8 @@ func EncodeEvent(e vigil.Event) ([]byte, error) {
 
 // EncodeResult encodes one raw result row as a record value.
 func EncodeResult(r vigil.ResultRow) ([]byte, error) {
-	b, err := json.Marshal(record{V: Version, Kind: KindResult, ID: r.ID, HostID: r.HostID, Time: r.Time.UTC(), Query: r.Query, Action: r.Action, Columns: r.Columns})
+	b, err := json.Marshal(record{V: Version, Kind: KindResult, ID: r.ID, HostID: r.HostID, Time: r.Time.UTC(),
+		Hostname: r.Hostname, Epoch: r.Epoch, Counter: r.Counter, Query: r.Query, Action: r.Action, Columns: r.Columns})
 	if err != nil {
 		return nil, fmt.Errorf("kafka: encoding result %s: %w: %w", r.ID, err, vigil.ErrInvalid)
 	}
@@ -91,7 +97,8 @@ func Decode(value []byte, b *vigil.Batch) error {
 	}
 	switch r.Kind {
 	case KindResult:
-		b.Results = append(b.Results, vigil.ResultRow{ID: r.ID, HostID: r.HostID, Query: r.Query, Action: r.Action, Time: r.Time, Columns: r.Columns})
+		b.Results = append(b.Results, vigil.ResultRow{ID: r.ID, HostID: r.HostID, Hostname: r.Hostname, Query: r.Query, Action: r.Action,
+			Time: r.Time, Epoch: r.Epoch, Counter: r.Counter, Columns: r.Columns})
 		return nil
 	case KindEvent:
 	default:

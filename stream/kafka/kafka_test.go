@@ -240,3 +240,24 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A result row keeps its host name, epoch and counter through a record.
+func TestResultRecordMetadata(t *testing.T) {
+	in := vigil.ResultRow{ID: "r", HostID: "h", Hostname: "web-1", Query: "q", Action: "added", Time: t0,
+		Epoch: 4, Counter: 1 << 40, Columns: map[string]string{"pid": "1"}}
+	v, err := kafka.EncodeResult(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b vigil.Batch
+	if err := kafka.Decode(v, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Results) != 1 {
+		t.Fatalf("%d results", len(b.Results))
+	}
+	got := b.Results[0]
+	if got.Hostname != in.Hostname || got.Epoch != in.Epoch || got.Counter != in.Counter || !got.Time.Equal(in.Time) || got.Columns["pid"] != "1" {
+		t.Errorf("got %+v, want %+v", got, in)
+	}
+}

@@ -32,6 +32,7 @@ var ErrNotInstalled = errors.New("chtest: clickhouse-server is not installed (ap
 type Server struct {
 	URL    string // of the HTTP interface
 	Dir    string
+	bin    string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -75,44 +76,84 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), users, 0o600); err != nil {
 		return nil, err
 	}
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
-	if err != nil {
+	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Dir: dir, bin: bin}
+	if err := s.launch(ctx); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
+	return s, nil
+}
+
+// launch runs the server with the configuration in s.Dir and waits until
+// it answers.
+func (s *Server) launch(ctx context.Context) error {
+	dir := s.Dir
+	out, err := os.OpenFile(filepath.Join(dir, "stdout.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, "--config-file="+filepath.Join(dir, "config.xml"))
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("chtest: starting %s: %w", bin, err)
+		out.Close()
+		return fmt.Errorf("chtest: starting %s: %w", s.bin, err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Dir: dir, cmd: cmd, exited: exited}
+	go func() { cmd.Wait(); out.Close(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.URL + "/ping")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
-			errLog, _ := os.ReadFile(filepath.Join(logs, "clickhouse-server.err.log"))
-			return nil, fmt.Errorf("chtest: clickhouse-server exited: %s %s", tail(log), tail(errLog))
+			errLog, _ := os.ReadFile(filepath.Join(dir, "log", "clickhouse-server.err.log"))
+			return fmt.Errorf("chtest: clickhouse-server exited: %s %s", tail(log), tail(errLog))
 		case <-ctx.Done():
 			s.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, errors.New("chtest: clickhouse-server did not answer /ping within 30s")
+			return errors.New("chtest: clickhouse-server did not answer /ping within 30s")
 		}
 	}
+}
+
+// Pause stops the server process (SIGSTOP): connections hang, as with a
+// server that is overloaded or a network that drops packets.
+func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Kill kills the server with SIGKILL and waits for it to exit.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGCONT)
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Restart starts the server again on the same data directory and ports
+// after Stop or Kill.
+func (s *Server) Restart(ctx context.Context) error {
+	select {
+	case <-s.exited:
+	default:
+		return errors.New("chtest: restart: the server is still running")
+	}
+	return s.launch(ctx)
 }
 
 func tail(b []byte) string {
@@ -124,9 +165,15 @@ func tail(b []byte) string {
 
 // Stop stops the server (SIGTERM, then SIGKILL after 10 s).
 func (s *Server) Stop() {
-	if s.cmd.Process == nil {
+	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGCONT)
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
