@@ -31,6 +31,8 @@ Usage:
                                                    run a live query on hosts, rows print as they arrive
   vigil alerts  [--data-dir DIR] [--status S] [--json]
                                                    list alerts, newest first
+  vigil sigma   convert|check|test ...             convert, check and test Sigma rules
+  vigil bench   agents --count N --data-dir DIR    simulate N osquery agents against a server
   vigil version [--json]
 
 Every command takes --json. Run 'vigil COMMAND -h' for a command's flags.
@@ -65,6 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runQuery(ctx, rest, stdout, stderr)
 	case "alerts":
 		return runAlerts(ctx, rest, stdout)
+	case "sigma":
+		return runSigma(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "version":
 		return runVersion(rest, stdout)
 	case "help", "-h", "--help":
@@ -104,6 +110,13 @@ func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Wri
 	asJSON := fs.Bool("json", false, "log as JSON and print the start-up summary as JSON")
 	verbose := fs.Bool("v", false, "log debug messages")
 	noEvents := fs.Bool("disable-events", false, "do not start the local agent's real-time event sources")
+	fs.StringVar(&o.Store, "store", "duckdb", storeFlagHelp)
+	fs.StringVar(&o.Stream, "stream", "", streamFlagHelp)
+	fs.BoolVar(&o.NoConsume, "no-consume", false, "with --stream: only produce; another replica's consumer group writes to the store")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (plain HTTP, no auth: use loopback or a scrape-only network)")
+	fs.StringVar(&o.OutputsFile, "outputs", "", "YAML file of alert outputs (webhook, slack, syslog, email)")
+	fs.DurationVar(&o.DedupeWindow, "dedupe-window", 0, "fold repeated matches of a rule on a host into its open alert created within this window (default 10m; negative: one alert per match)")
+	fs.Int64Var(&o.WALMaxBytes, "wal-max-bytes", 0, "bound of the write-ahead log in bytes; beyond it agents get 503 + Retry-After and keep their spool (default 1 GiB)")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
@@ -139,8 +152,8 @@ func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Wri
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(15 * time.Second):
-		return errors.New("shutdown did not finish in 15s")
+	case <-time.After(45 * time.Second):
+		return errors.New("shutdown did not finish in 45s; what the write-ahead log still holds is replayed at the next start")
 	}
 }
 

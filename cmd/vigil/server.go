@@ -15,15 +15,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigilhq/vigil"
 	"github.com/vigilhq/vigil/agent"
 	"github.com/vigilhq/vigil/control"
 	"github.com/vigilhq/vigil/detect"
+	"github.com/vigilhq/vigil/detect/output"
 	"github.com/vigilhq/vigil/detect/rules"
 	"github.com/vigilhq/vigil/ingest"
 	"github.com/vigilhq/vigil/ingest/wal"
+	"github.com/vigilhq/vigil/metrics"
 	"github.com/vigilhq/vigil/pki"
 	"github.com/vigilhq/vigil/state"
-	"github.com/vigilhq/vigil/store/duckdb"
+	"github.com/vigilhq/vigil/store"
+	"github.com/vigilhq/vigil/stream/kafka"
 	"github.com/vigilhq/vigil/web"
 )
 
@@ -47,6 +51,28 @@ type ServerOptions struct {
 	// TLSHosts are extra names and addresses for the server certificate.
 	TLSHosts []string
 	Logger   *slog.Logger
+	// Store names the event store (see openStore): "" or "duckdb" is
+	// DATA/events.duckdb; clickhouse://host:8123/db uses ClickHouse.
+	Store string
+	// Stream, when set (kafka://broker:9092/topic), puts Kafka between the
+	// WAL and the store: the drainer produces, a consumer group appends.
+	Stream string
+	// NoConsume runs only the producing half of Stream (stateless ingest
+	// replicas; another replica consumes into the store).
+	NoConsume bool
+	// WALMaxBytes bounds the write-ahead log; beyond it /log answers 503
+	// with Retry-After (default wal.DefaultMaxBytes).
+	WALMaxBytes int64
+	// MetricsListen, when set, serves Prometheus metrics at /metrics on
+	// this address over plain HTTP without authentication: bind it to
+	// loopback or a scrape-only network (see dashboards/README.md).
+	MetricsListen string
+	// OutputsFile is the YAML file of alert outputs (detect/output).
+	OutputsFile string
+	// DedupeWindow folds a match into an open alert of the same rule,
+	// host and group key created less than this long ago; 0 means
+	// DefaultDedupeWindow, negative opens one alert per match.
+	DedupeWindow time.Duration
 }
 
 // Main is the wiring of `vigil server` and `vigil up`: it is the only place
@@ -55,14 +81,20 @@ type Main struct {
 	opts ServerOptions
 	log  *slog.Logger
 
-	state   *state.DB
-	store   *duckdb.Store
-	wal     *wal.WAL
-	ingest  *ingest.Ingester
-	control *control.Server
-	api     *web.API
-	detect  *detect.Engine
-	agent   *agent.Agent
+	state *state.DB
+	store eventStore
+	wal   *wal.WAL
+
+	producer   *kafka.Producer
+	consumer   *kafka.Consumer
+	ingest     *ingest.Ingester
+	control    *control.Server
+	api        *web.API
+	detect     *detect.Engine
+	agent      *agent.Agent
+	metrics    *metrics.Metrics
+	outputs    *output.Dispatcher
+	metricsURL string
 
 	ln      net.Listener
 	srv     *http.Server
@@ -74,6 +106,11 @@ type Main struct {
 	stopIngest context.CancelFunc
 	ingestDone chan struct{}
 	wg         sync.WaitGroup
+	tablesOnce sync.Once
+	tables     []web.TableSchema
+	rulesMu    sync.Mutex
+	closeOnce  sync.Once
+	closeErr   error
 	errs       chan error
 }
 
@@ -123,17 +160,29 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.state, err = state.Open(ctx, filepath.Join(dir, "state.db"), m.log); err != nil {
 		return fmt.Errorf("opening state: %w", err)
 	}
-	if m.store, err = duckdb.Open(ctx, duckdb.Options{Path: filepath.Join(dir, "events.duckdb"), Logger: m.log}); err != nil {
+	if m.store, err = openStore(ctx, m.opts.Store, dir, m.log); err != nil {
 		return fmt.Errorf("opening event store: %w", err)
 	}
 	// Batches are acknowledged once the WAL's group commit has them; the
-	// drainer moves them into the store in the background.
-	if m.wal, err = wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Logger: m.log}); err != nil {
+	// drainer moves them into the store in the background, or into Kafka
+	// with --stream (a consumer group then appends them to the store).
+	if m.wal, err = wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), MaxBytes: m.opts.WALMaxBytes, Logger: m.log}); err != nil {
 		return fmt.Errorf("opening write-ahead log: %w", err)
+	}
+	var sink store.Appender = m.store
+	if m.opts.Stream != "" {
+		cfg, err := parseStreamURL(m.opts.Stream)
+		if err != nil {
+			return err
+		}
+		if m.producer, m.consumer, err = openStream(cfg, m.store, !m.opts.NoConsume, m.log); err != nil {
+			return fmt.Errorf("connecting to Kafka: %w", err)
+		}
+		sink = m.producer
 	}
 	var ctl *control.Server
 	m.ingest = ingest.New(ingest.Options{
-		Appender:   m.store,
+		Appender:   sink,
 		WAL:        m.wal,
 		QueryTable: func(name string) string { return ctl.OsqueryTableOf(name) },
 		Logger:     m.log,
@@ -149,14 +198,29 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("starting control plane: %w", err)
 	}
 	m.control = ctl
-	m.api = web.New(web.Options{State: m.state, Control: m.control, Logger: m.log})
+	m.api = web.New(web.Options{State: m.state, Control: m.control, Logger: m.log,
+		// The console's sources (console.go). m.detect is set below,
+		// before the server starts answering.
+		Events: m.store, EventsDialect: m.store.Dialect(),
+		Tables:         m.tableSchemas,
+		Rules:          func() []vigil.Rule { return m.detect.Rules() },
+		RuleSource:     m.ruleSource,
+		SetRuleEnabled: m.setRuleEnabled,
+	})
 
+	if err := m.openObservability(); err != nil {
+		return err
+	}
 	m.detect = detect.New(detect.Options{
 		Querier:  m.store,
 		Dialect:  m.store.Dialect(),
 		State:    m.state,
 		Interval: m.opts.DetectInterval,
 		Logger:   m.log,
+		// Alert lifecycle, outputs and metrics (openObservability).
+		DedupeWindow: m.dedupeWindow(),
+		Notifier:     m.notifier(),
+		Observer:     m.metrics,
 	})
 	for _, err := range m.detect.Load(rules.FS, ".") {
 		m.log.Error("built-in rule not loaded", "err", err)
@@ -166,10 +230,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.log.Error("rule not loaded", "err", err)
 		}
 	}
+	if err := m.applyDisabledRules(); err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/osquery/", m.control.Handler())
 	mux.Handle("/api/", m.api.Handler())
+	mux.Handle("/", m.api.Handler()) // the console
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 
 	if m.ln, err = net.Listen("tcp", m.opts.Listen); err != nil {
@@ -201,6 +269,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	m.goRun("detect", m.detect.Run, runCtx)
+	if err := m.startObservability(runCtx); err != nil {
+		return err
+	}
+	if m.consumer != nil {
+		m.goRun("kafka-consumer", m.consumer.Run, runCtx)
+	}
 
 	token, err := m.adminToken(ctx)
 	if err != nil {
@@ -257,8 +331,14 @@ func (m *Main) Profile() Profile { return m.profile }
 // EnrollSecret is the secret agents present to enroll.
 func (m *Main) EnrollSecret() string { return m.secret }
 
-// Close stops everything in reverse order of start.
+// Close stops everything in reverse order of start. It is safe to call more
+// than once; later calls return the first call's result.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
 	if m.cancel != nil {
 		m.cancel()
 	}
@@ -289,6 +369,12 @@ func (m *Main) Close() error {
 		cancel()
 		m.stopIngest()
 		<-m.ingestDone
+	}
+	if m.consumer != nil {
+		errs = append(errs, m.consumer.Close())
+	}
+	if m.producer != nil {
+		errs = append(errs, m.producer.Close())
 	}
 	if m.wal != nil {
 		errs = append(errs, m.wal.Close())
@@ -342,3 +428,106 @@ func urlHost(a *net.TCPAddr) string {
 	}
 	return net.JoinHostPort(a.IP.String(), fmt.Sprint(a.Port))
 }
+
+// DefaultDedupeWindow is ServerOptions.DedupeWindow's default.
+const DefaultDedupeWindow = 10 * time.Minute
+
+func (m *Main) dedupeWindow() time.Duration {
+	switch w := m.opts.DedupeWindow; {
+	case w == 0:
+		return DefaultDedupeWindow
+	case w < 0:
+		return 0
+	default:
+		return w
+	}
+}
+
+// notifier is the outputs dispatcher, or nil (an untyped nil: a nil
+// *Dispatcher in the interface would be called).
+func (m *Main) notifier() detect.Notifier {
+	if m.outputs == nil {
+		return nil
+	}
+	return m.outputs
+}
+
+// openObservability loads the outputs file and builds the metrics
+// registry; the layers it reads are looked up at scrape time.
+func (m *Main) openObservability() error {
+	if m.opts.OutputsFile != "" {
+		cfg, err := output.LoadConfig(m.opts.OutputsFile)
+		if err != nil {
+			return err
+		}
+		opts, err := cfg.Build()
+		if err != nil {
+			return fmt.Errorf("outputs file %s: %w", m.opts.OutputsFile, err)
+		}
+		opts.DeadLetters, opts.Logger = m.state, m.log
+		if m.outputs, err = output.New(opts); err != nil {
+			return fmt.Errorf("outputs file %s: %w", m.opts.OutputsFile, err)
+		}
+	}
+	mo := metrics.Options{
+		Ingest:  m.ingest.Stats,
+		Control: m.control.Stats,
+		Rules:   func() []detect.RuleStats { return m.detect.Stats() },
+		Lag:     func() []detect.TableLag { return m.detect.Lag() },
+		Agents: func(ctx context.Context) (online, total int, err error) {
+			hosts, err := m.state.Hosts(ctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			now := time.Now()
+			for _, h := range hosts {
+				if h.Online(now, control.DefaultOfflineAfter) {
+					online++
+				}
+			}
+			return online, len(hosts), nil
+		},
+	}
+	if m.outputs != nil {
+		mo.Outputs = m.outputs.Stats
+	}
+	m.metrics = metrics.New(mo)
+	return nil
+}
+
+// startObservability runs the outputs and the metrics listener until ctx
+// ends (Close cancels it).
+func (m *Main) startObservability(ctx context.Context) error {
+	if m.outputs != nil {
+		m.goRun("outputs", m.outputs.Run, ctx)
+	}
+	if m.opts.MetricsListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", m.opts.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("listening for metrics on %s: %w", m.opts.MetricsListen, err)
+	}
+	m.metricsURL = "http://" + urlHost(ln.Addr().(*net.TCPAddr)) + "/metrics"
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.goRun("metrics", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			srv.Close()
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, ctx)
+	return nil
+}
+
+// MetricsURL is where /metrics is served ("" without MetricsListen).
+func (m *Main) MetricsURL() string { return m.metricsURL }
+
+// Outputs is the alert outputs dispatcher (nil without an outputs file),
+// for the API's test-send and dead-letter endpoints.
+func (m *Main) Outputs() *output.Dispatcher { return m.outputs }

@@ -82,7 +82,7 @@ func TestSigmaConvert(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out, "-- "+file+": 11111111-2222-3333-4444-555555555555 Curl Download\nSELECT * FROM process_creation WHERE ") ||
-		!strings.Contains(out, `process_executable ILIKE '%/curl' ESCAPE '\'`) || !strings.Contains(out, "user_name") {
+		!strings.Contains(out, `ends_with(lower(process_executable), '/curl')`) || !strings.Contains(out, "user_name") {
 		t.Errorf("duckdb output:\n%s", out)
 	}
 	duckSQL := strings.TrimSuffix(strings.SplitN(out, "\n", 3)[1], ";")
