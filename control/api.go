@@ -264,9 +264,23 @@ func (s *Server) pendingFor(ctx context.Context, hostID string, wait time.Durati
 	}
 	for {
 		// Take the channel before looking, so a query started between the
-		// look and the wait still wakes us.
-		woken := s.notify.channel(hostID)
-		q, err := s.db.TakePendingQueries(ctx, hostID, s.now())
+		// look and the wait still wakes us. Only held reads register: the
+		// channel tells StartCampaign the host waits here.
+		var woken <-chan struct{}
+		if wait > 0 {
+			woken = s.notify.channel(hostID)
+		}
+		now := s.now()
+		if q := s.local.take(hostID, now); len(q) > 0 {
+			return q, nil
+		}
+		q, err := s.db.TakePendingQueries(ctx, hostID, now)
+		if err == nil && len(q) > 0 {
+			for cid := range q {
+				s.local.forgetHost(cid, hostID)
+			}
+			q = s.local.drop(hostID, q)
+		}
 		if err != nil || len(q) > 0 || wait <= 0 {
 			return q, err
 		}

@@ -94,12 +94,20 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 	if !c.Done {
 		s.scheduleDeadline(c.ID, c.Deadline)
 	}
-	var pending []string
+	// Hosts whose read is held here get the query from memory when woken;
+	// the others claim it from the state (polling, or held elsewhere).
+	var pending, held []string
 	for _, h := range c.Hosts {
 		if h.Status == state.StatusPending {
-			s.notify.wake(h.HostID)
 			pending = append(pending, h.HostID)
+			if s.notify.held(h.HostID) {
+				held = append(held, h.HostID)
+			}
 		}
+	}
+	s.local.add(c.ID, c.SQL, c.Deadline, held)
+	for _, id := range pending {
+		s.notify.wake(id)
 	}
 	// Agents long-polling another replica must hear of it too.
 	if err := s.db.Announce(ctx, state.TopicHost, pending...); err != nil {
@@ -183,6 +191,7 @@ func (s *Server) recordResult(ctx context.Context, campaignID string, h vigil.Ho
 	if completed {
 		evs = append(evs, s.doneEvent(ctx, campaignID))
 		s.cancelDeadline(campaignID)
+		s.local.forget(campaignID)
 	}
 	s.hub.publish(campaignID, evs...)
 	// Other replicas fetch just this host's answer (campaign/host), and
@@ -210,8 +219,10 @@ func (s *Server) onAnnounce(topic, id string) {
 		s.notify.wake(id)
 	case state.TopicCampaign:
 		if cid, hid, ok := strings.Cut(id, "/"); ok {
+			s.local.forgetHost(cid, hid) // it answered through another replica
 			s.refreshHost(cid, hid)
 		} else {
+			s.local.forget(id)
 			s.refreshCampaign(id)
 		}
 	case "":
@@ -351,6 +362,7 @@ func (s *Server) expire(id string) {
 		s.logger.Error("expiring campaign", "campaign", id, "err", err)
 		return
 	}
+	s.local.forget(id)
 	if !completed {
 		return
 	}

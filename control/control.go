@@ -108,12 +108,14 @@ type Server struct {
 	queriesMu sync.RWMutex
 	queries   map[string]string // scheduled query name -> SQL, from served configs
 
-	notify  *notifier
-	hub     *hub
-	badAuth *limiter
-	stats   counters
-	timerMu sync.Mutex
-	timers  map[string]*time.Timer
+	notify    *notifier
+	local     *localQueries
+	marksDone chan struct{}
+	hub       *hub
+	badAuth   *limiter
+	stats     counters
+	timerMu   sync.Mutex
+	timers    map[string]*time.Timer
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -162,19 +164,21 @@ func New(opts Options) (*Server, error) {
 		opts.MaxCarveBlockBytes = DefaultMaxCarveBlockBytes
 	}
 	s := &Server{
-		opts:    opts,
-		db:      opts.State,
-		logger:  opts.Logger.With("component", "control"),
-		now:     opts.Now,
-		seen:    map[string]state.Seen{},
-		lastHit: map[string]time.Time{},
-		queries: map[string]string{},
-		notify:  newNotifier(),
-		hub:     newHub(),
-		badAuth: newLimiter(opts.BadSecretLimit, opts.BadSecretWindow),
-		timers:  map[string]*time.Timer{},
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:      opts,
+		db:        opts.State,
+		logger:    opts.Logger.With("component", "control"),
+		now:       opts.Now,
+		seen:      map[string]state.Seen{},
+		lastHit:   map[string]time.Time{},
+		queries:   map[string]string{},
+		notify:    newNotifier(),
+		local:     newLocalQueries(),
+		marksDone: make(chan struct{}),
+		hub:       newHub(),
+		badAuth:   newLimiter(opts.BadSecretLimit, opts.BadSecretWindow),
+		timers:    map[string]*time.Timer{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	if opts.Ingest == nil {
 		s.logger.Warn("no log sink: result and status logs will be dropped")
@@ -198,6 +202,7 @@ func New(opts Options) (*Server, error) {
 		s.scheduleDeadline(c.ID, c.Deadline)
 	}
 	go s.flushLoop()
+	go s.markLoop()
 	// Replicas sharing a PostgreSQL state hear each other's live queries
 	// and answers.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -215,6 +220,7 @@ func (s *Server) Close() error {
 		close(s.stop)
 		s.cancel()
 		<-s.done
+		<-s.marksDone
 		<-s.listen
 		s.timerMu.Lock()
 		for id, t := range s.timers {

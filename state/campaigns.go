@@ -169,7 +169,9 @@ type Result struct {
 // campaign still waiting for one (pending or sent); otherwise (unknown
 // campaign, not a target, already answered or timed out) it records
 // nothing and returns recorded false. completed is true when this answer
-// was the last one the campaign waited for.
+// was the last one the campaign waited for. Answers arriving together are
+// written in one transaction (see results.go); RecordResult returns once
+// its answer is committed.
 func (db *DB) RecordResult(ctx context.Context, campaignID, hostID string, r Result) (recorded, completed bool, err error) {
 	if r.Status != StatusOK && r.Status != StatusError {
 		return false, false, fmt.Errorf("state: result status %q: %w", r.Status, vigil.ErrInvalid)
@@ -189,28 +191,11 @@ func (db *DB) RecordResult(ctx context.Context, campaignID, hostID string, r Res
 		}
 		rowsJSON = string(b)
 	}
-	err = db.tx(ctx, func(tx *sql.Tx) error {
-		if err := db.lockCampaign(ctx, tx, campaignID); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE campaign_hosts SET status = ?, error = ?, rows_json = ?, row_count = ?, updated_at = ?
-			WHERE campaign_id = ? AND host_id = ? AND status IN (?, ?)
-			AND EXISTS (SELECT 1 FROM campaigns WHERE id = ? AND completed_at = 0)`,
-			r.Status, r.Error, rowsJSON, len(r.Rows), ts(r.Time), campaignID, hostID, StatusPending, StatusSent, campaignID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		recorded = true
-		completed, err = completeIfDone(ctx, tx, campaignID, r.Time)
-		return err
-	})
-	if err != nil {
+	q := &resultReq{campaignID: campaignID, hostID: hostID, r: r, rowsJSON: rowsJSON}
+	if err := db.submitResult(ctx, q); err != nil {
 		return false, false, fmt.Errorf("state: recording result of %q for campaign %q: %w", hostID, campaignID, err)
 	}
-	return recorded, completed, nil
+	return q.recorded, q.completed, nil
 }
 
 // lockCampaign serialises the transactions that may complete a campaign.

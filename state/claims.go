@@ -33,9 +33,11 @@ type claimer struct {
 func (db *DB) startClaimer() {
 	db.claims = &claimer{reqs: make(chan *claimReq), stop: make(chan struct{}), done: make(chan struct{})}
 	go db.claimLoop()
+	db.startResultWriter()
 }
 
 func (db *DB) stopClaimer() {
+	db.stopResultWriter()
 	if db.claims == nil {
 		return
 	}

@@ -107,6 +107,7 @@ func (db *DB) EnrollHost(ctx context.Context, h vigil.Host) (vigil.Host, string,
 			hashSecret(key), h.ID, ts(now))
 		return err
 	})
+	db.hostsChanged() // also when it failed: the outcome of a failed commit is unknown
 	if err != nil {
 		return vigil.Host{}, "", fmt.Errorf("state: enrolling host %q: %w", h.Identifier, err)
 	}
@@ -120,6 +121,10 @@ func (db *DB) HostByNodeKey(ctx context.Context, nodeKey string) (vigil.Host, er
 		return vigil.Host{}, fmt.Errorf("state: empty node key: %w", vigil.ErrNotFound)
 	}
 	want := hashSecret(nodeKey)
+	if h, ok := db.cachedHostByHash(string(want)); ok {
+		return h, nil
+	}
+	gen := db.keys.gen.Load()
 	var got []byte
 	stmt, err := db.prepared(ctx, db.r, `SELECT `+hostColumns+`, k.hash FROM node_keys k JOIN hosts h ON h.id = k.host_id
 		WHERE k.hash = ? AND k.revoked_at = 0`)
@@ -138,6 +143,7 @@ func (db *DB) HostByNodeKey(ctx context.Context, nodeKey string) (vigil.Host, er
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return vigil.Host{}, fmt.Errorf("state: unknown node key: %w", vigil.ErrNotFound)
 	}
+	db.cacheHost(string(want), h, gen)
 	return h, nil
 }
 
@@ -257,6 +263,7 @@ func (db *DB) TouchHosts(ctx context.Context, seen map[string]Seen) error {
 func (db *DB) RevokeNodeKeys(ctx context.Context, hostID string) (int, error) {
 	res, err := db.w.ExecContext(ctx, `UPDATE node_keys SET revoked_at = ? WHERE host_id = ? AND revoked_at = 0`,
 		ts(db.now()), hostID)
+	db.hostsChanged()
 	if err != nil {
 		return 0, fmt.Errorf("state: revoking node keys of %q: %w", hostID, err)
 	}
@@ -268,6 +275,7 @@ func (db *DB) RevokeNodeKeys(ctx context.Context, hostID string) (int, error) {
 // (they are history). Removing an unknown host is vigil.ErrNotFound.
 func (db *DB) RemoveHost(ctx context.Context, hostID string) error {
 	res, err := db.w.ExecContext(ctx, `DELETE FROM hosts WHERE id = ?`, hostID)
+	db.hostsChanged()
 	if err != nil {
 		return fmt.Errorf("state: removing host %q: %w", hostID, err)
 	}

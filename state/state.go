@@ -45,8 +45,10 @@ type DB struct {
 	logger  *slog.Logger
 	now     func() time.Time
 
-	stmts  sync.Map // stmtKey -> *sql.Stmt, for the hot statements
-	claims *claimer
+	stmts   sync.Map // stmtKey -> *sql.Stmt, for the hot statements
+	claims  *claimer
+	results *resultWriter
+	keys    keyCache
 }
 
 type stmtKey struct {

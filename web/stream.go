@@ -89,7 +89,11 @@ func (a *API) streamQuery(w http.ResponseWriter, r *http.Request, _ state.Princi
 			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b); err != nil {
 				return
 			}
-			rc.Flush()
+			// Flush when no more events wait, not after each one: a
+			// campaign to 10,000 hosts would otherwise flush 20,000 times.
+			if len(events) == 0 || ev.Type == control.EventDone {
+				rc.Flush()
+			}
 			if ev.Type == control.EventDone {
 				return
 			}

@@ -301,11 +301,16 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 
 // newClient gives each simulated agent its own connection pool, as real
 // agents have: one shared transport made its mutex the bottleneck of the
-// simulation rather than the server.
+// simulation rather than the server. A long-polling agent speaks HTTP/2
+// when the server offers it, so its held read and its logs share one
+// connection: over HTTP/1.1 each agent needs two, and 10,000 agents
+// exceeded a 20,000-descriptor limit on both sides. Polling agents keep
+// HTTP/1.1 (as osquery) with one idle connection.
 func newClient(opts Options) *http.Client {
 	return &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: 2,
+		ForceAttemptHTTP2:   opts.LongPoll,
+		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     90 * time.Second,
 	}}
 }

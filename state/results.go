@@ -1,0 +1,194 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Results are group-committed like claims: a live query to thousands of
+// long-polling hosts brings their answers within milliseconds of each
+// other, and one write transaction (with one completion check per
+// campaign) for a batch replaces a transaction per host, which queued the
+// single SQLite writer for seconds.
+
+const maxResultBatch = 1000
+
+type resultReq struct {
+	campaignID, hostID string
+	r                  Result
+	rowsJSON           any // NULL for errors
+	recorded           bool
+	completed          bool
+	err                error
+	ready              chan struct{}
+}
+
+type resultWriter struct {
+	reqs chan *resultReq
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (db *DB) startResultWriter() {
+	db.results = &resultWriter{reqs: make(chan *resultReq), stop: make(chan struct{}), done: make(chan struct{})}
+	go db.resultLoop()
+}
+
+func (db *DB) stopResultWriter() {
+	if db.results == nil {
+		return
+	}
+	close(db.results.stop)
+	<-db.results.done
+}
+
+// submitResult hands one answer to the writer and waits for its batch.
+func (db *DB) submitResult(ctx context.Context, q *resultReq) error {
+	q.ready = make(chan struct{})
+	select {
+	case db.results.reqs <- q:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-db.results.stop:
+		return errClosed
+	}
+	<-q.ready // the batch is short; its commit is what the caller waits for
+	return q.err
+}
+
+func (db *DB) resultLoop() {
+	defer close(db.results.done)
+	for {
+		var batch []*resultReq
+		select {
+		case q := <-db.results.reqs:
+			batch = append(batch, q)
+		case <-db.results.stop:
+			return
+		}
+	drain:
+		for len(batch) < maxResultBatch {
+			select {
+			case q := <-db.results.reqs:
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		db.resultBatch(batch)
+	}
+}
+
+const recordResultSQL = `UPDATE campaign_hosts SET status = ?, error = ?, rows_json = ?, row_count = ?, updated_at = ?
+	WHERE campaign_id = ? AND host_id = ? AND status IN (?, ?)
+	AND EXISTS (SELECT 1 FROM campaigns WHERE id = ? AND completed_at = 0)`
+
+func (db *DB) resultBatch(batch []*resultReq) {
+	defer func() {
+		for _, q := range batch {
+			close(q.ready)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := db.writeResults(ctx, batch)
+	if err == nil || len(batch) == 1 {
+		for _, q := range batch {
+			q.err = err
+		}
+		return
+	}
+	// One bad answer, or (PostgreSQL) a deadlock with a concurrent claim,
+	// must not fail the others: retry each on its own.
+	for _, q := range batch {
+		q.err = db.writeResults(ctx, []*resultReq{q})
+	}
+}
+
+// writeResults records a batch in one transaction; on error nothing is
+// recorded and every outcome is reset.
+func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
+	for _, q := range batch {
+		q.recorded, q.completed = false, false
+	}
+	var ids []string
+	for _, q := range batch {
+		ids = append(ids, q.campaignID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		// Campaign rows locked in a fixed order: two batches never wait on
+		// each other in a cycle.
+		for _, id := range ids {
+			if err := db.lockCampaign(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		stmt, err := tx.PrepareContext(ctx, recordResultSQL)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		last := map[string]*resultReq{} // campaign -> its last recorded answer
+		for _, q := range batch {
+			res, err := stmt.ExecContext(ctx, q.r.Status, q.r.Error, q.rowsJSON, len(q.r.Rows), ts(q.r.Time),
+				q.campaignID, q.hostID, StatusPending, StatusSent, q.campaignID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				q.recorded = true
+				last[q.campaignID] = q
+			}
+		}
+		for _, id := range ids {
+			q := last[id]
+			if q == nil {
+				continue
+			}
+			done, err := completeIfDone(ctx, tx, id, q.r.Time)
+			if err != nil {
+				return err
+			}
+			q.completed = done
+		}
+		return nil
+	})
+	if err != nil {
+		for _, q := range batch {
+			q.recorded, q.completed = false, false
+		}
+		return fmt.Errorf("state: recording %d campaign results: %w", len(batch), err)
+	}
+	return nil
+}
+
+// MarkSent marks the hosts' queries of a campaign sent when they were
+// handed out from a server's memory (see control); hosts whose status
+// is no longer pending (answered, timed out) are left alone.
+func (db *DB) MarkSent(ctx context.Context, campaignID string, hostIDs []string, now time.Time) error {
+	for len(hostIDs) > 0 {
+		n := min(len(hostIDs), maxClaimBatch)
+		args := []any{StatusSent, ts(now), campaignID, StatusPending}
+		for _, h := range hostIDs[:n] {
+			args = append(args, h)
+		}
+		marks := make([]byte, 0, 2*n)
+		for i := range n {
+			if i > 0 {
+				marks = append(marks, ',')
+			}
+			marks = append(marks, '?')
+		}
+		if _, err := db.w.ExecContext(ctx, `UPDATE campaign_hosts SET status = ?, updated_at = ?
+			WHERE campaign_id = ? AND status = ? AND host_id IN (`+string(marks)+`)`, args...); err != nil {
+			return fmt.Errorf("state: marking %d hosts of campaign %q sent: %w", n, campaignID, err)
+		}
+		hostIDs = hostIDs[n:]
+	}
+	return nil
+}
