@@ -59,6 +59,16 @@
 //     value_percentile is the share (in percent) of the group's events in
 //     the window that have the event's value of the field.
 //
+// Meta filters: a filter's condition is AND-ed, as written, to the condition
+// of every rule it names (pySigma's reading). The specification's own
+// example ("Filter Administrator account": condition `selection` on
+// `User|startswith: adm_`, described as the valid accounts) reads as if the
+// filter removed what it selects; taken literally as an AND it would instead
+// keep only those accounts. We follow pySigma because it is what filter
+// authors test against today and because it keeps the filter's condition an
+// ordinary Sigma condition with no implied negation: to drop events, write
+// `condition: not selection`. A filter never widens a rule.
+//
 // It imports the schema and store contracts and no database code;
 // detect and the CLI import it.
 package sigma
