@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/internal/failrate"
 	"github.com/vigilhq/vigil/osquery"
 	"github.com/vigilhq/vigil/state"
 )
@@ -77,8 +78,8 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	src := sourceIP(r.RemoteAddr)
-	if s.badAuth.blocked(src, s.now()) {
+	src := failrate.SourceIP(r.RemoteAddr)
+	if s.badAuth.Blocked(src, s.now()) {
 		s.stats.enrollRefused.Add(1)
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.opts.BadSecretWindow.Seconds())))
 		writeJSON(w, http.StatusTooManyRequests, errorBody{NodeInvalid: true, Error: "too many failed enrollments from this address; retry later"})
@@ -91,7 +92,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		s.stats.enrollRefused.Add(1)
-		n := s.badAuth.fail(src, s.now())
+		n := s.badAuth.Fail(src, s.now())
 		s.logger.Warn("enrollment with an invalid enroll secret", "remote", r.RemoteAddr, "host_identifier", req.HostIdentifier, "failures", n)
 		if n == 1 || n == s.opts.BadSecretLimit {
 			if err := s.db.Audit(r.Context(), state.AuditEntry{Actor: "anonymous", Action: "enroll.bad_secret", Target: req.HostIdentifier,

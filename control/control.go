@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/internal/failrate"
 	"github.com/vigilhq/vigil/osquery"
 	"github.com/vigilhq/vigil/schema"
 	"github.com/vigilhq/vigil/state"
@@ -112,7 +113,7 @@ type Server struct {
 	local     *localQueries
 	marksDone chan struct{}
 	hub       *hub
-	badAuth   *limiter
+	badAuth   *failrate.Limiter
 	stats     counters
 	timerMu   sync.Mutex
 	timers    map[string]*time.Timer
@@ -175,7 +176,7 @@ func New(opts Options) (*Server, error) {
 		local:     newLocalQueries(),
 		marksDone: make(chan struct{}),
 		hub:       newHub(),
-		badAuth:   newLimiter(opts.BadSecretLimit, opts.BadSecretWindow),
+		badAuth:   failrate.New(opts.BadSecretLimit, opts.BadSecretWindow),
 		timers:    map[string]*time.Timer{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/vigilhq/vigil"
 	"github.com/vigilhq/vigil/control"
+	"github.com/vigilhq/vigil/internal/failrate"
 	"github.com/vigilhq/vigil/state"
 	"github.com/vigilhq/vigil/store"
 )
@@ -65,7 +65,7 @@ type API struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 
-	limiter *limiter
+	limiter *failrate.Limiter
 
 	patterns []string // every authenticated route, for the authorization test
 
@@ -95,7 +95,7 @@ func New(opts Options) *API {
 		opts: opts, db: opts.State, ctl: opts.Control, now: opts.Now,
 		logger:  opts.Logger.With("component", "web"),
 		mux:     http.NewServeMux(),
-		limiter: newLimiter(opts.BadAuthLimit, opts.BadAuthWindow),
+		limiter: failrate.New(opts.BadAuthLimit, opts.BadAuthWindow),
 		touched: map[int64]time.Time{},
 	}
 	a.routes()
@@ -175,8 +175,8 @@ func (a *API) handle(pattern string, need state.Role, h handlerFunc) {
 // authenticate checks "Authorization: Bearer <token>". Failures are
 // rate-limited per source address and audited.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (state.Principal, bool) {
-	src := sourceIP(r.RemoteAddr)
-	if a.limiter.blocked(src, a.now()) {
+	src := failrate.SourceIP(r.RemoteAddr)
+	if a.limiter.Blocked(src, a.now()) {
 		w.Header().Set("Retry-After", fmt.Sprint(int(a.opts.BadAuthWindow.Seconds())))
 		writeError(w, http.StatusTooManyRequests, "too many failed authentications from this address; retry later")
 		return state.Principal{}, false
@@ -195,7 +195,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (state.Princi
 			a.internal(w, r, err)
 			return state.Principal{}, false
 		}
-		n := a.limiter.fail(src, a.now())
+		n := a.limiter.Fail(src, a.now())
 		// Audit the first failure of a window and the one that trips the
 		// limit, not every attempt of a brute force.
 		if n == 1 || n == a.opts.BadAuthLimit {
@@ -234,57 +234,6 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 		return s[len(prefix):], true
 	}
 	return "", false
-}
-
-func sourceIP(remote string) string {
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return host
-	}
-	return remote
-}
-
-// limiter counts failed authentications per address in fixed windows.
-type limiter struct {
-	mu     sync.Mutex
-	limit  int
-	window time.Duration
-	m      map[string]*window
-}
-
-type window struct {
-	start time.Time
-	n     int
-}
-
-func newLimiter(limit int, w time.Duration) *limiter {
-	return &limiter{limit: limit, window: w, m: map[string]*window{}}
-}
-
-func (l *limiter) blocked(src string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w, ok := l.m[src]
-	return ok && now.Sub(w.start) < l.window && w.n >= l.limit
-}
-
-// fail records a failure and returns the count in the current window.
-func (l *limiter) fail(src string, now time.Time) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.m) > 100_000 { // bound memory under a spray of addresses
-		for k, w := range l.m {
-			if now.Sub(w.start) >= l.window {
-				delete(l.m, k)
-			}
-		}
-	}
-	w, ok := l.m[src]
-	if !ok || now.Sub(w.start) >= l.window {
-		w = &window{start: now}
-		l.m[src] = w
-	}
-	w.n++
-	return w.n
 }
 
 type errorBody struct {
