@@ -27,27 +27,9 @@ func (ClickHouse) Ident(name string) string {
 	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
 }
 
-// String quotes s for ClickHouse, whose literals process backslash
-// escapes: backslash and quote are escaped, and NUL too.
-func (ClickHouse) String(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			b.WriteString(`\\`)
-		case '\'':
-			b.WriteString(`\'`)
-		case 0:
-			b.WriteString(`\0`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
+// String quotes s for ClickHouse with store.ClickHouseString, the one
+// escaping function for ClickHouse values.
+func (ClickHouse) String(s string) string { return store.ClickHouseString(s) }
 
 func (ClickHouse) Bool(b bool) string {
 	if b {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/store"
 )
 
 // ClickHouse 18.16 has no server-side query parameters, so values are
@@ -56,28 +57,8 @@ func floatLiteral(f float64) (string, error) {
 	return strconv.FormatFloat(f, 'g', -1, 64), nil
 }
 
-// quoteString quotes s for a ClickHouse string literal. ClickHouse reads
-// backslash escapes in literals, so backslash and quote are both escaped;
-// NUL is written as \0 because the parser stops at a raw one.
-func quoteString(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			b.WriteString(`\\`)
-		case '\'':
-			b.WriteString(`\'`)
-		case 0:
-			b.WriteString(`\0`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
+// quoteString quotes s for a ClickHouse string literal.
+func quoteString(s string) string { return store.ClickHouseString(s) }
 
 // Bind replaces each ? placeholder of q outside string literals, quoted
 // identifiers and comments with the literal of the matching argument. The
