@@ -158,6 +158,16 @@ func (b *browser) waitJS(what, expr string) {
 	}))
 }
 
+// click clicks the element sel as soon as it exists. Finding and clicking
+// happen in one evaluation, because the console re-renders panels (an
+// alert's detail after its rule loads) and a node found by one protocol
+// call may be gone by the next.
+func (b *browser) click(what, sel string) {
+	b.t.Helper()
+	s, _ := json.Marshal(sel)
+	b.waitJS(what, fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e || e.disabled) return false; e.click(); return true; })()`, s))
+}
+
 // waitText waits until the element sel contains text.
 func (b *browser) waitText(sel, text string) {
 	b.t.Helper()
@@ -284,7 +294,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if s := b.text("#hosts tbody"); !strings.Contains(s, "online") {
 		t.Errorf("hosts page: %q does not say online", s)
 	}
-	b.do("host details", chromedp.Click(chromedp.CSS("#hosts tbody tr")))
+	b.click("host details", "#hosts tbody tr")
 	b.waitText(".detail", hostID)
 	// Health comes from the agent's status lines in the store.
 	b.waitJS("agent health", `!!document.querySelector('#host-counters, #host-status-lines, #host-health p.note:not(:empty)') && !document.querySelector('#host-health').textContent.includes('Loading')`)
@@ -393,7 +403,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	// Triage in the console: open, assign, acknowledge, close with a reason.
 	row := fmt.Sprintf(`#alerts tbody tr[data-id="%d"]`, alert.ID)
 	b.goTo("#/alerts?status=open")
-	b.do("open the alert", chromedp.WaitVisible(chromedp.CSS(row)), chromedp.Click(chromedp.CSS(row)))
+	b.click("open the alert", row)
 	b.waitText("#alert-detail", marker)
 	b.waitText("#alert-detail", alert.RuleTitle)
 	b.screenshot("alert-detail")
@@ -472,7 +482,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	b.waitJS("j selects the first alert", `document.activeElement?.matches('#alerts tbody tr:first-child')`)
 	b.do("keyboard", chromedp.KeyEvent("\r"))
 	b.waitText("#alert-detail", marker)
-	b.do("to the timeline", chromedp.WaitVisible(chromedp.ID("to-timeline")), chromedp.Click(chromedp.ID("to-timeline")))
+	b.click("to the timeline", "#to-timeline")
 	b.waitText("#tl-summary", "events on "+hostname)
 	if detected {
 		b.waitText("#timeline", marker)
@@ -486,7 +496,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if detected {
 		ruleRow = fmt.Sprintf(`#rules tbody tr[data-id=%q] button`, alert.RuleID)
 	}
-	b.do("load a rule", chromedp.Click(chromedp.CSS(ruleRow)))
+	b.click("load a rule", ruleRow)
 	b.waitJS("rule source", `document.querySelector('#rule-yaml').value.includes('detection')`)
 	b.do("test the rule", chromedp.Click(chromedp.ID("rule-test")))
 	b.waitText("#rule-test-summary", "matching event(s)")
