@@ -20,13 +20,21 @@ import (
 )
 
 const sigmaUsage = `Usage:
-  vigil sigma convert [--target duckdb|clickhouse] [--json] [--placeholders FILE] FILE|DIR...
+  vigil sigma convert [--target duckdb|clickhouse] [--json] [--catalog] [--placeholders FILE] FILE|DIR...
                       print each rule's SQL
-  vigil sigma check   [--json] [--placeholders FILE] FILE|DIR...
+  vigil sigma check   [--json] [--catalog] [--placeholders FILE] FILE|DIR...
                       parse and compile every rule for every store; list the failures
-  vigil sigma test    RULE.yml... --events FILE.jsonl [--json] [--placeholders FILE]
+  vigil sigma test    RULE.yml... --events FILE.jsonl [--json] [--catalog] [--placeholders FILE]
                       run rules over sample events (one JSON object per line) in DuckDB
                       and print the events that match and the correlations' alerts
+
+By default rules compile against Vigil's own event tables (process_creation,
+network_connection, file_event, authentication: what the agent collects on
+Linux hosts), so a rule for another logsource fails with "no event table for
+logsource ...". --catalog compiles against the wide Sigma catalog instead: one
+table per logsource of the SigmaHQ corpus (Windows event logs, Sysmon, cloud
+audit logs, web servers, ...) with a column per field its rules use, for a
+store that holds those tables and events normalised into them.
 `
 
 // runSigma is `vigil sigma convert|check|test`. It needs no server: rules
@@ -55,6 +63,7 @@ func runSigma(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 type sigmaFlags struct {
 	fs           *flag.FlagSet
 	asJSON       *bool
+	catalog      *bool
 	placeholders *string
 }
 
@@ -62,15 +71,20 @@ func newSigmaFlags(name string, stderr io.Writer) sigmaFlags {
 	fs := flag.NewFlagSet("sigma "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return sigmaFlags{
-		fs:           fs,
-		asJSON:       fs.Bool("json", false, "print one JSON object per line"),
+		fs:     fs,
+		asJSON: fs.Bool("json", false, "print one JSON object per line"),
+		catalog: fs.Bool("catalog", false, "compile against the wide Sigma catalog (a table per logsource of the SigmaHQ corpus: "+
+			"Windows, cloud, ...) instead of Vigil's four Linux event tables"),
 		placeholders: fs.String("placeholders", "", "YAML file mapping placeholder names to lists of values, for the expand modifier"),
 	}
 }
 
-// options reads the placeholders file, if any.
+// options selects the mapping and reads the placeholders file, if any.
 func (f sigmaFlags) options() (sigma.Options, error) {
 	var o sigma.Options
+	if *f.catalog {
+		o.Mapping = sigma.CatalogMapping{}
+	}
 	if *f.placeholders == "" {
 		return o, nil
 	}
@@ -80,6 +94,24 @@ func (f sigmaFlags) options() (sigma.Options, error) {
 	}
 	o.Placeholders = p
 	return o, nil
+}
+
+// hint says how to compile rules whose logsource has no Vigil event
+// table, when some of errs are that and --catalog was not given.
+func (f sigmaFlags) hint(w io.Writer, errs []error) {
+	if *f.catalog {
+		return
+	}
+	n := 0
+	for _, err := range errs {
+		if sigma.NoTable(err) {
+			n++
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(w, "hint: no Vigil event table for the logsource (%d of the problems); "+
+			"--catalog compiles for the Sigma catalog's tables (Windows, cloud, ...)\n", n)
+	}
 }
 
 // readPlaceholders reads a YAML map of placeholder name to a list of
@@ -162,6 +194,7 @@ func runSigmaConvert(args []string, stdout, stderr io.Writer) error {
 	for _, err := range errs {
 		fmt.Fprintln(stderr, err)
 	}
+	f.hint(stderr, errs)
 	if len(errs) > 0 {
 		return fmt.Errorf("sigma convert: %d of %d rules failed", len(errs), len(errs)+len(conv))
 	}
@@ -190,6 +223,11 @@ func runSigmaCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if !rep.OK() {
+		errs := make([]error, 0, len(rep.Problems))
+		for _, p := range rep.Problems {
+			errs = append(errs, p.Err)
+		}
+		f.hint(stderr, errs)
 		return fmt.Errorf("sigma check: %d problems", len(rep.Problems))
 	}
 	return nil
@@ -270,6 +308,9 @@ func runSigmaTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "line ") {
 			return fmt.Errorf("sigma test: %s: %w", *eventsPath, err)
+		}
+		if sigma.NoTable(err) && !*f.catalog {
+			return fmt.Errorf("sigma test: %w (--catalog compiles rules for the Sigma catalog's logsources)", err)
 		}
 		return fmt.Errorf("sigma test: %w", err)
 	}
@@ -355,6 +396,9 @@ func runSigmaTestYAML(ctx context.Context, db *testDB, rules []*sigma.Rule, r io
 	}
 	res, err := sigma.Test(ctx, db, rules, events, opts)
 	if err != nil {
+		if sigma.NoTable(err) && opts.Mapping == nil {
+			return fmt.Errorf("sigma test: %w (--catalog compiles rules for the Sigma catalog's logsources)", err)
+		}
 		return fmt.Errorf("sigma test: %w", err)
 	}
 	failed := 0

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -407,5 +408,103 @@ fields: {Image: /usr/bin/curl, CommandLine: curl http://x}
 	if err == nil || !strings.Contains(err.Error(), "1 of 1 events did not match as expected") ||
 		!strings.Contains(out, `FAIL wrongly quiet: matched ["Curl Download"], unexpected ["Curl Download"]`) {
 		t.Errorf("failing samples: %v\n%s", err, out)
+	}
+}
+
+// winRuleYAML is a Windows event log rule: no Vigil event table takes its
+// logsource, the Sigma catalog has one (windows_security).
+const winRuleYAML = `title: Failed Logon
+id: 33333333-2222-3333-4444-555555555555
+logsource:
+  product: windows
+  service: security
+detection:
+  sel:
+    EventID: 4625
+    TargetUserName|startswith: adm_
+  condition: sel
+`
+
+func TestSigmaCatalog(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"win.yml": winRuleYAML,
+		"events.jsonl": `{"id": "w1", "EventID": 4625, "TargetUserName": "ADM_bob", "timestamp": "2026-01-02T03:04:05Z"}` + "\n" +
+			`{"id": "w2", "EventID": 4624, "TargetUserName": "adm_bob", "timestamp": "2026-01-02T03:04:06Z"}` + "\n",
+	})
+	file := filepath.Join(dir, "win.yml")
+	events := filepath.Join(dir, "events.jsonl")
+	const noTable = `win.yml:4:3: no event table for logsource product "windows", service "security"`
+
+	// Without --catalog every subcommand fails, naming the logsource and
+	// the flag.
+	out, stderr, err := sigmaCLI(t, "check", dir)
+	if err == nil || !strings.Contains(out, "[duckdb] "+file+":4:3: no event table") || !strings.Contains(out, noTable) ||
+		!strings.Contains(stderr, "--catalog") {
+		t.Errorf("check without --catalog: err %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	_, stderr, err = sigmaCLI(t, "convert", file)
+	if err == nil || !strings.Contains(stderr, noTable) || !strings.Contains(stderr, "--catalog") {
+		t.Errorf("convert without --catalog: err %v\nstderr:\n%s", err, stderr)
+	}
+	_, _, err = sigmaCLI(t, "test", file, "--events", events)
+	if err == nil || !strings.Contains(err.Error(), noTable) || !strings.Contains(err.Error(), "--catalog") {
+		t.Errorf("test without --catalog: %v", err)
+	}
+
+	if out, _, err := sigmaCLI(t, "help"); err != nil || !strings.Contains(out, "--catalog compiles against the wide Sigma catalog") {
+		t.Errorf("help does not explain --catalog: %v\n%s", err, out)
+	}
+
+	// With it the rule converts to the catalog's table, for both targets.
+	out, stderr, err = sigmaCLI(t, "check", "--catalog", dir)
+	if err != nil || !strings.Contains(out, "converted: clickhouse 1, duckdb 1; 0 problems") || stderr != "" {
+		t.Errorf("check --catalog: err %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	out, _, err = sigmaCLI(t, "check", "--catalog", "--json", dir)
+	var rep struct {
+		Converted map[string]int `json:"converted"`
+		OK        bool           `json:"ok"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || !rep.OK || rep.Converted["duckdb"] != 1 || rep.Converted["clickhouse"] != 1 {
+		t.Errorf("check --catalog --json: err %v, %s", err, out)
+	}
+	for _, target := range []string{"duckdb", "clickhouse"} {
+		out, _, err = sigmaCLI(t, "convert", "--catalog", "--json", "--target", target, file)
+		var conv map[string]string
+		if err != nil || json.Unmarshal([]byte(out), &conv) != nil {
+			t.Fatalf("convert --catalog --json --target %s: err %v, %q", target, err, out)
+		}
+		if conv["table"] != "windows_security" || conv["target"] != target ||
+			!strings.Contains(conv["sql"], "FROM windows_security WHERE") || !strings.Contains(conv["sql"], "4625") {
+			t.Errorf("convert --catalog --target %s: %v", target, conv)
+		}
+	}
+
+	// The YAML sample format too.
+	yamlEvents := filepath.Join(writeFiles(t, map[string]string{"events.yml": `name: admin failed logon
+logsource: {product: windows, service: security}
+fields: {EventID: 4625, TargetUserName: adm_x}
+expect: [Failed Logon]
+`}), "events.yml")
+	_, _, err = sigmaCLI(t, "test", file, "--events", yamlEvents)
+	if err == nil || !strings.Contains(err.Error(), `no event table for logsource product "windows", service "security"`) ||
+		!strings.Contains(err.Error(), "--catalog") {
+		t.Errorf("test (YAML events) without --catalog: %v", err)
+	}
+	out, _, err = sigmaCLI(t, "test", "--catalog", file, "--events", yamlEvents)
+	if err != nil || !strings.Contains(out, `ok   admin failed logon: matched ["Failed Logon"]`) {
+		t.Errorf("test --catalog (YAML events): err %v\n%s", err, out)
+	}
+
+	// sigma test loads the events into the catalog's table: only w1
+	// matches (adm_ case-insensitively, and EventID 4625).
+	out, _, err = sigmaCLI(t, "test", "--catalog", "--json", file, "--events", events)
+	if err != nil {
+		t.Fatalf("test --catalog: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var hit map[string]any
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &hit) != nil || hit["event_id"] != "w1" || hit["type"] != "match" {
+		t.Errorf("test --catalog --json: %q", out)
 	}
 }

@@ -28,6 +28,7 @@ type Rule struct {
 	Date           string
 	Modified       string
 	License        string
+	Taxonomy       string // field naming scheme; "" is the default, sigma
 	Level          vigil.Level
 	Tags           []string
 	References     []string

@@ -86,7 +86,9 @@ func newCompiler(r *Rule, opts Options) (*compiler, error) {
 	}
 	t, ok := c.m.Table(r.Logsource)
 	if !ok {
-		return nil, c.errAt(r.Logsource.Pos, KindUnmapped, "no event table for logsource %s", r.Logsource)
+		err := c.errAt(r.Logsource.Pos, KindUnmapped, "no event table for logsource %s", r.Logsource)
+		err.noTable = true
+		return nil, err
 	}
 	c.table = t
 	return c, nil
@@ -210,6 +212,10 @@ func (c *compiler) column(field string, at Pos) (schema.Column, error) {
 	col, ok := c.m.Column(c.table, field)
 	if !ok {
 		msg := fmt.Sprintf("field %q has no column in table %s", field, c.table.Name)
+		if tx := c.r.Taxonomy; tx != "" && tx != "sigma" {
+			// The mapping names fields as the sigma taxonomy does.
+			msg += fmt.Sprintf(" (the rule uses taxonomy %q; the mapping knows sigma field names)", tx)
+		}
 		if s := suggest(field, c.m.Fields(c.table)); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		}

@@ -374,6 +374,10 @@ func (cc *corrCompiler) orderedArrays(tags []string, secs string) string {
 // ordered finds, for each event of the last rule, the latest start of a
 // chain of events of the rules in order (c_k is the start of the best
 // chain ending at an event of rule k); the chain must fit the timespan.
+// Each link comes from an event strictly before the next one by
+// (event_time, event_id): the GROUPS frame leaves out the rows of the
+// same event, which is in the union once per rule it matches, so one
+// event matching two rules is not a chain (as orderedArrays decides).
 func (cc *corrCompiler) ordered(union string, groupCols, tags []string, secs string) string {
 	partition := ""
 	if len(groupCols) > 0 {
@@ -381,7 +385,7 @@ func (cc *corrCompiler) ordered(union string, groupCols, tags []string, secs str
 	}
 	q := "SELECT *, CASE WHEN sigma_rule = " + cc.d.String(tags[0]) + " THEN event_time END AS c_1 FROM " + union
 	for k := 2; k <= len(tags); k++ {
-		q = fmt.Sprintf("SELECT *, CASE WHEN sigma_rule = %s THEN max(c_%d) OVER (%sORDER BY event_time, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) END AS c_%d FROM (%s) AS step%d",
+		q = fmt.Sprintf("SELECT *, CASE WHEN sigma_rule = %s THEN max(c_%d) OVER (%sORDER BY event_time, event_id GROUPS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) END AS c_%d FROM (%s) AS step%d",
 			cc.d.String(tags[k-1]), k-1, partition, k, q, k)
 	}
 	n := len(tags)

@@ -8,6 +8,23 @@
 // `vigil sigma test` (JSON-lines events), with Test kept for the YAML
 // sample format that lists expected rules.
 //
+// Mappings: SchemaMapping (the default) resolves logsources to Vigil's own
+// event tables (process_creation, network_connection, file_event,
+// authentication); CatalogMapping to the wide Sigma catalog of the schema
+// package, one table per logsource of the SigmaHQ corpus (Windows event
+// logs, cloud audit logs, ...), for stores that create those tables
+// (`vigil sigma check|convert|test --catalog`). A rule whose logsource has
+// no table fails with an Error naming the logsource (NoTable reports it).
+// ComputerName and Computer, the event's host in Sigma, resolve to the
+// common hostname column in every table that maps them no other way.
+// A rule's taxonomy (sigma by default) is read but not translated: fields
+// resolve by name, so rules of another taxonomy compile where their field
+// names are the mapping's (the v2.1 network category uses ECS names), and
+// an unknown field fails, naming the taxonomy.
+//
+// The examples of the specification (tests/schema) are checked by
+// spec_examples_test.go with base rules in testdata/spec-fixtures.
+//
 // Values from rules reach SQL only through each dialect's one escaping
 // function (Dialect.String) and column names only from the schema package
 // (through a Mapping), so a rule cannot change the structure of the SQL it
@@ -55,7 +72,9 @@
 //     functions; ClickHouse 18.16 has none, so its queries collect each
 //     group's events into an array (quadratic in a group's size) and
 //     treat a NULL group-by value as an empty string. temporal_ordered checks
-//     that the rules' events occur in the listed order within timespan.
+//     that the rules' events occur in the listed order within timespan,
+//     each strictly after the previous one by (event_time, event_id): one
+//     event matching two of the rules is not a chain of two.
 //     value_percentile is the share (in percent) of the group's events in
 //     the window that have the event's value of the field.
 //

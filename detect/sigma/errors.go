@@ -1,6 +1,7 @@
 package sigma
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -41,6 +42,16 @@ type Error struct {
 	Pos  Pos
 	Kind Kind
 	Msg  string
+
+	noTable bool // the rule's logsource has no table in the mapping
+}
+
+// NoTable reports whether err is a rule whose logsource has no event
+// table in the mapping it was compiled with (a KindUnmapped Error), so
+// that a caller can suggest another mapping such as CatalogMapping.
+func NoTable(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && se.noTable
 }
 
 func (e *Error) Error() string {

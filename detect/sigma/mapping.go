@@ -33,7 +33,7 @@ func (SchemaMapping) Table(ls Logsource) (schema.Table, bool) {
 func (SchemaMapping) Column(t schema.Table, field string) (schema.Column, bool) {
 	name, ok := schema.SigmaField(t.Name, field)
 	if !ok {
-		return schema.Column{}, false
+		return hostColumn(t, field)
 	}
 	return columnOf(t, name)
 }
@@ -78,9 +78,25 @@ func (CatalogMapping) Table(ls Logsource) (schema.Table, bool) {
 func (CatalogMapping) Column(t schema.Table, field string) (schema.Column, bool) {
 	name, ok := t.Fields[field]
 	if !ok {
-		return schema.Column{}, false
+		return hostColumn(t, field)
 	}
 	return columnOf(t, name)
+}
+
+// hostFields are the Sigma fields naming the computer an event comes
+// from (Windows event logs' Computer, which Sigma rules and the
+// specification's correlation examples call ComputerName). Every event
+// table has the common hostname column, so these fields resolve to it in
+// every table that does not map them otherwise.
+var hostFields = []string{"ComputerName", "Computer"}
+
+func hostColumn(t schema.Table, field string) (schema.Column, bool) {
+	for _, f := range hostFields {
+		if f == field {
+			return columnOf(t, "hostname")
+		}
+	}
+	return schema.Column{}, false
 }
 
 func (CatalogMapping) Fields(t schema.Table) []string { return SchemaMapping{}.Fields(t) }

@@ -193,6 +193,8 @@ func (p *parser) rule(root *yaml.Node) (*Rule, error) {
 			r.Modified, err = p.str(v, "modified")
 		case "license":
 			r.License, err = p.str(v, "license")
+		case "taxonomy":
+			r.Taxonomy, err = p.str(v, "taxonomy")
 		case "level":
 			var s string
 			s, err = p.str(v, "level")

@@ -104,7 +104,9 @@ func Test(ctx context.Context, db TestDB, rules []*Rule, events []TestEvent, opt
 	for i, ev := range events {
 		t, ok := opts.Mapping.Table(ev.Logsource)
 		if !ok {
-			return nil, fmt.Errorf("test event %q: no event table for logsource %s", ev.Name, ev.Logsource)
+			err := errorf("", Pos{}, KindUnmapped, "test event %q: no event table for logsource %s", ev.Name, ev.Logsource)
+			err.noTable = true
+			return nil, err
 		}
 		if _, ok := created[t.Name]; !ok {
 			cols := make([]string, 0, len(t.AllColumns()))
