@@ -38,7 +38,7 @@ type Options struct {
 	// AgentDrops returns, per event source ("audit", "process_events",
 	// ...), the events agents reported lost (the sum over hosts of each
 	// host's latest counters). Agents report them in status log lines;
-	// package web parses those for host health.
+	// web.API.AgentDrops reads them from the event store.
 	AgentDrops func(ctx context.Context) (map[string]float64, error)
 	// ScrapeTimeout bounds Agents and AgentDrops; default 5 s.
 	ScrapeTimeout time.Duration

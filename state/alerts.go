@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vigilhq/vigil"
 )
@@ -84,46 +85,130 @@ func (db *DB) CommitAlerts(ctx context.Context, ruleID, table string, seq int64,
 	return inserted, nil
 }
 
+// alertListIndexes (migration 6, SQLite and PostgreSQL alike) serve the
+// alert list's filters in its order (created_at, id): by rule and by
+// hostname, beside the status and host id indexes of migration 1 (in
+// SQLite every index ends with the rowid, which is id).
+const alertListIndexes = `
+CREATE INDEX alerts_rule ON alerts (rule_id, created_at, id);
+CREATE INDEX alerts_hostname ON alerts (hostname, created_at, id);
+`
+
 // AlertFilter selects alerts. Empty fields match everything; Host matches
 // the host id or the hostname. Limit defaults to 100 and is capped at
-// 10,000.
+// MaxAlertLimit.
 type AlertFilter struct {
 	Status vigil.AlertStatus
 	Host   string
 	RuleID string
+	// Before pages through a long list (keyset paging): only the alerts
+	// that come after alert Before in the list's order (newest first).
+	// 0 starts at the newest. An id that does not exist is
+	// vigil.ErrNotFound.
+	Before int64
 	Limit  int
 }
 
 // MaxAlertLimit caps AlertFilter.Limit.
 const MaxAlertLimit = 10_000
 
+// AlertRecord is an alert with its lifecycle bookkeeping (how many
+// matches were folded into it), as lists show it.
+type AlertRecord struct {
+	vigil.Alert
+	AlertDedupe
+}
+
 // ListAlerts returns alerts matching f, newest first.
 func (db *DB) ListAlerts(ctx context.Context, f AlertFilter) ([]vigil.Alert, error) {
+	recs, err := db.ListAlertRecords(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]vigil.Alert, len(recs))
+	for i, r := range recs {
+		out[i] = r.Alert
+	}
+	return out, nil
+}
+
+// ListAlertRecords returns alerts matching f with their match counts,
+// newest first (created_at, then id). The WHERE clause holds only the
+// filters given, so each can use its index (status, host_id, hostname,
+// rule_id, each with created_at); a page after Before starts from that
+// alert's position in the same order instead of skipping rows.
+func (db *DB) ListAlertRecords(ctx context.Context, f AlertFilter) ([]AlertRecord, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
 	if f.Limit > MaxAlertLimit {
 		f.Limit = MaxAlertLimit
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT id, rule_id, rule_title, level, host_id, hostname, event_id, event_table,
-		event_time, created_at, status, assignee, close_reason, fields_json FROM alerts
-		WHERE (? = '' OR status = ?) AND (? = '' OR host_id = ? OR hostname = ?) AND (? = '' OR rule_id = ?)
-		ORDER BY created_at DESC, id DESC LIMIT ?`,
-		string(f.Status), string(f.Status), f.Host, f.Host, f.Host, f.RuleID, f.RuleID, f.Limit)
+	var where []string
+	var args []any
+	if f.Status != "" {
+		where, args = append(where, "status = ?"), append(args, string(f.Status))
+	}
+	if f.RuleID != "" {
+		where, args = append(where, "rule_id = ?"), append(args, f.RuleID)
+	}
+	if f.Before > 0 {
+		var created int64
+		err := db.r.QueryRowContext(ctx, `SELECT created_at FROM alerts WHERE id = ?`, f.Before).Scan(&created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("state: listing alerts before alert %d: no such alert: %w", f.Before, vigil.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: listing alerts: %w", err)
+		}
+		where, args = append(where, "(created_at, id) < (?, ?)"), append(args, created, f.Before)
+	}
+	const order = " ORDER BY created_at DESC, id DESC LIMIT ?"
+	q := `SELECT id, rule_id, rule_title, level, host_id, hostname, event_id, event_table,
+		event_time, created_at, status, assignee, close_reason, fields_json, group_key, match_count, last_match_at FROM alerts`
+	switch {
+	case f.Host != "":
+		// "host_id = ? OR hostname = ?" would read every alert of the host
+		// and sort them; instead each branch reads its index in order up to
+		// the limit, and only those ids are merged and sorted.
+		rest := ""
+		if len(where) > 0 {
+			rest = " AND " + strings.Join(where, " AND ")
+		}
+		branch := func(col, index string) string {
+			from := "alerts"
+			if db.dialect != Postgres {
+				// SQLite has no statistics here and may walk the status
+				// index (most alerts are open) instead of the host's.
+				from += " INDEXED BY " + index
+			}
+			return `SELECT id FROM (SELECT id FROM ` + from + ` WHERE ` + col + ` = ?` + rest + order + `) AS by_` + col
+		}
+		q += ` WHERE id IN (` + branch("host_id", "alerts_host") + ` UNION ` + branch("hostname", "alerts_hostname") + `)` + order
+		var all []any
+		all = append(append(append(all, f.Host), args...), f.Limit)
+		all = append(append(append(all, f.Host), args...), f.Limit)
+		args = all
+	case len(where) > 0:
+		q += " WHERE " + strings.Join(where, " AND ") + order
+	default:
+		q += order
+	}
+	rows, err := db.r.QueryContext(ctx, q, append(args, f.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("state: listing alerts: %w", err)
 	}
 	defer rows.Close()
-	out := []vigil.Alert{}
+	out := []AlertRecord{}
 	for rows.Next() {
-		var a vigil.Alert
-		var et, ct int64
+		var a AlertRecord
+		var et, ct, lm int64
 		var fields string
 		if err := rows.Scan(&a.ID, &a.RuleID, &a.RuleTitle, &a.Level, &a.HostID, &a.Hostname, &a.EventID, &a.EventTable,
-			&et, &ct, &a.Status, &a.Assignee, &a.CloseReason, &fields); err != nil {
+			&et, &ct, &a.Status, &a.Assignee, &a.CloseReason, &fields, &a.GroupKey, &a.MatchCount, &lm); err != nil {
 			return nil, fmt.Errorf("state: listing alerts: %w", err)
 		}
-		a.EventTime, a.CreatedAt = fromTS(et), fromTS(ct)
+		a.EventTime, a.CreatedAt, a.LastMatchAt = fromTS(et), fromTS(ct), fromTS(lm)
 		if fields != "" && fields != "{}" {
 			// UseNumber keeps integers exact (an int64 pid or inode must not
 			// come back as a float).

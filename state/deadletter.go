@@ -2,6 +2,8 @@ package state
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,6 +58,22 @@ func (db *DB) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) 
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// DeadLetter returns dead letter id (vigil.ErrNotFound when there is none).
+func (db *DB) DeadLetter(ctx context.Context, id int64) (DeadLetter, error) {
+	var d DeadLetter
+	var c int64
+	err := db.r.QueryRowContext(ctx, `SELECT id, output, kind, payload, error, attempts, created_at FROM dead_letters WHERE id = ?`, id).
+		Scan(&d.ID, &d.Output, &d.Kind, &d.Payload, &d.Error, &d.Attempts, &c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("state: dead letter %d: %w", id, vigil.ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("state: reading dead letter %d: %w", id, err)
+	}
+	d.CreatedAt = fromTS(c)
+	return d, nil
 }
 
 // DeleteDeadLetter removes one dead letter (after it was resent or read).

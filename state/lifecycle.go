@@ -285,9 +285,9 @@ func insertAlert(ctx context.Context, tx *sql.Tx, a vigil.Alert, table, key stri
 
 // AlertDedupe is the lifecycle bookkeeping of one alert.
 type AlertDedupe struct {
-	GroupKey    string    `json:"group_key"`
+	GroupKey    string    `json:"group_key,omitempty"`
 	MatchCount  int64     `json:"match_count"` // matches folded into the alert, the first included
-	LastMatchAt time.Time `json:"last_match_at"`
+	LastMatchAt time.Time `json:"last_match_at,omitzero"`
 }
 
 // AlertDedupes returns the dedupe bookkeeping of the given alerts (ids

@@ -387,4 +387,5 @@ CREATE INDEX host_labels_label ON host_labels (label);
 CREATE INDEX campaign_hosts_by_status ON campaign_hosts (campaign_id, status);
 `},
 	{5, "alert lifecycle: dedupe, suppressions, dead letters", lifecyclePostgres}, // state/lifecycle.go
+	{6, "alert list indexes", alertListIndexes},                                   // state/alerts.go
 }

@@ -18,7 +18,9 @@ import (
 
 func TestAuthorizationMatrix(t *testing.T) {
 	console, mod := withConsole(t)
-	e := newEnv(t, mod)
+	soc := &fakeOutput{name: "soc"}
+	outs := newDispatcher(t, soc)
+	e := newEnv(t, func(c *control.Options, o *Options) { mod(c, o); o.Outputs = outs })
 	ctx := context.Background()
 	online := e.enroll("web-01", false)
 	stale, _, err := e.db.EnrollHost(ctx, vigil.Host{Identifier: "old", Hostname: "old", LastSeen: time.Now().Add(-time.Hour)})
@@ -49,49 +51,75 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A dead letter of the fake output, for the redelivery (admin, once).
+	payload, _ := json.Marshal(alerts[:1])
+	dlID, err := e.db.AddDeadLetter(ctx, state.DeadLetter{Output: "soc", Kind: "webhook", Payload: string(payload), Error: "down", Attempts: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each allowed expiry needs an active suppression of its own.
+	freshSuppression := func() string {
+		s, err := e.db.AddSuppression(ctx, state.Suppression{RuleID: "r", Reason: "matrix", ExpiresAt: time.Now().Add(time.Hour)}, "setup", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint("/api/v1/suppressions/", s.ID)
+	}
+
 	type endpoint struct {
 		method, path string
 		body         any
 		need         state.Role
 		ok           int
+		fresh        func() string // a path made for each call, when one call uses it up
 	}
 	endpoints := []endpoint{
-		{"GET", "/api/v1/whoami", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/hosts", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/alerts?status=open&limit=10", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/queries", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/queries/" + done.ID, nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/queries/" + done.ID + "/stream", nil, state.RoleViewer, 200},
-		{"POST", "/api/v1/queries", QueryRequest{SQL: "SELECT 1", Hosts: []string{"web-01"}}, state.RoleOperator, 201},
-		{"PATCH", fmt.Sprint("/api/v1/alerts/", alerts[0].ID), AlertUpdate{Status: vigil.AlertAcknowledged}, state.RoleOperator, 204},
-		{"GET", "/api/v1/carves", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/carves/" + carve.ID + "/data", nil, state.RoleOperator, 200},
-		{"GET", "/api/v1/config", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/config/versions", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/config/versions/1", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/hosts/" + online.host.ID + "/config", nil, state.RoleViewer, 200},
-		{"PUT", "/api/v1/config", ConfigUpdate{Config: fc}, state.RoleAdmin, 200},
-		{"PUT", "/api/v1/hosts/" + online.host.ID + "/labels", LabelsRequest{Labels: []string{"role:web"}}, state.RoleAdmin, 200},
-		{"GET", "/api/v1/tokens", nil, state.RoleAdmin, 200},
-		{"POST", "/api/v1/tokens", TokenRequest{User: "carol", Role: "viewer"}, state.RoleAdmin, 201},
-		{"DELETE", fmt.Sprint("/api/v1/tokens/", spareID), nil, state.RoleAdmin, 204},
-		{"GET", "/api/v1/enroll-secrets", nil, state.RoleAdmin, 200},
-		{"POST", "/api/v1/enroll-secrets", EnrollSecretRequest{Name: "q1"}, state.RoleAdmin, 201},
-		{"DELETE", "/api/v1/enroll-secrets/q1", nil, state.RoleAdmin, 204},
-		{"GET", "/api/v1/audit", nil, state.RoleAdmin, 200},
-		{"POST", "/api/v1/hosts/" + online.host.ID + "/revoke", nil, state.RoleAdmin, 200},
-		{"DELETE", "/api/v1/hosts/" + removable.ID, nil, state.RoleAdmin, 204},
+		{"GET", "/api/v1/whoami", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/hosts", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/alerts?status=open&limit=10", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/queries", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/queries/" + done.ID, nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/queries/" + done.ID + "/stream", nil, state.RoleViewer, 200, nil},
+		{"POST", "/api/v1/queries", QueryRequest{SQL: "SELECT 1", Hosts: []string{"web-01"}}, state.RoleOperator, 201, nil},
+		{"PATCH", fmt.Sprint("/api/v1/alerts/", alerts[0].ID), AlertUpdate{Status: vigil.AlertAcknowledged}, state.RoleOperator, 204, nil},
+		{"GET", "/api/v1/carves", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/carves/" + carve.ID + "/data", nil, state.RoleOperator, 200, nil},
+		{"GET", "/api/v1/config", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/config/versions", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/config/versions/1", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/hosts/" + online.host.ID + "/config", nil, state.RoleViewer, 200, nil},
+		{"PUT", "/api/v1/config", ConfigUpdate{Config: fc}, state.RoleAdmin, 200, nil},
+		{"PUT", "/api/v1/hosts/" + online.host.ID + "/labels", LabelsRequest{Labels: []string{"role:web"}}, state.RoleAdmin, 200, nil},
+		{"GET", "/api/v1/tokens", nil, state.RoleAdmin, 200, nil},
+		{"POST", "/api/v1/tokens", TokenRequest{User: "carol", Role: "viewer"}, state.RoleAdmin, 201, nil},
+		{"DELETE", fmt.Sprint("/api/v1/tokens/", spareID), nil, state.RoleAdmin, 204, nil},
+		{"GET", "/api/v1/enroll-secrets", nil, state.RoleAdmin, 200, nil},
+		{"POST", "/api/v1/enroll-secrets", EnrollSecretRequest{Name: "q1"}, state.RoleAdmin, 201, nil},
+		{"DELETE", "/api/v1/enroll-secrets/q1", nil, state.RoleAdmin, 204, nil},
+		{"GET", "/api/v1/audit", nil, state.RoleAdmin, 200, nil},
+		{"POST", "/api/v1/hosts/" + online.host.ID + "/revoke", nil, state.RoleAdmin, 200, nil},
+		{"DELETE", "/api/v1/hosts/" + removable.ID, nil, state.RoleAdmin, 204, nil},
 
 		// The console's endpoints.
-		{"GET", "/api/v1/schema", nil, state.RoleViewer, 200},
-		{"POST", "/api/v1/alerts/bulk", BulkAlertUpdate{IDs: []int64{alerts[0].ID}, AlertUpdate: AlertUpdate{Status: vigil.AlertClosed, Reason: "matrix"}}, state.RoleOperator, 200},
-		{"POST", "/api/v1/events/query", EventQuery{SQL: "SELECT count(*) AS n FROM process_creation"}, state.RoleOperator, 200},
-		{"GET", "/api/v1/hosts/" + online.host.ID + "/timeline", nil, state.RoleOperator, 200},
-		{"GET", "/api/v1/hosts/" + online.host.ID + "/health", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/rules", nil, state.RoleViewer, 200},
-		{"GET", "/api/v1/rules/11111111-2222-3333-4444-555555555555/source", nil, state.RoleViewer, 200},
-		{"PUT", "/api/v1/rules/11111111-2222-3333-4444-555555555555/enabled", RuleEnable{Enabled: false}, state.RoleAdmin, 204},
-		{"POST", "/api/v1/rules/test", RuleTest{YAML: testRuleYAML}, state.RoleOperator, 200},
+		{"GET", "/api/v1/schema", nil, state.RoleViewer, 200, nil},
+		{"POST", "/api/v1/alerts/bulk", BulkAlertUpdate{IDs: []int64{alerts[0].ID}, AlertUpdate: AlertUpdate{Status: vigil.AlertClosed, Reason: "matrix"}}, state.RoleOperator, 200, nil},
+		{"POST", "/api/v1/events/query", EventQuery{SQL: "SELECT count(*) AS n FROM process_creation"}, state.RoleOperator, 200, nil},
+		{"GET", "/api/v1/hosts/" + online.host.ID + "/timeline", nil, state.RoleOperator, 200, nil},
+		{"GET", "/api/v1/hosts/" + online.host.ID + "/health", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/rules", nil, state.RoleViewer, 200, nil},
+		{"GET", "/api/v1/rules/11111111-2222-3333-4444-555555555555/source", nil, state.RoleViewer, 200, nil},
+		{"PUT", "/api/v1/rules/11111111-2222-3333-4444-555555555555/enabled", RuleEnable{Enabled: false}, state.RoleAdmin, 204, nil},
+		{"POST", "/api/v1/rules/test", RuleTest{YAML: testRuleYAML}, state.RoleOperator, 200, nil},
+
+		// Suppressions, outputs and dead letters.
+		{"GET", "/api/v1/suppressions?expired=1", nil, state.RoleViewer, 200, nil},
+		{"POST", "/api/v1/suppressions", SuppressionRequest{RuleID: "11111111-2222-3333-4444-555555555555", Host: online.host.ID,
+			Reason: "matrix", ExpiresIn: "1h"}, state.RoleOperator, 201, nil},
+		{"DELETE", "/api/v1/suppressions/1", nil, state.RoleOperator, 204, freshSuppression},
+		{"GET", "/api/v1/outputs", nil, state.RoleViewer, 200, nil},
+		{"POST", "/api/v1/outputs/soc/test", nil, state.RoleAdmin, 200, nil},
+		{"GET", "/api/v1/dead-letters", nil, state.RoleAdmin, 200, nil},
+		{"POST", fmt.Sprint("/api/v1/dead-letters/", dlID, "/redeliver"), nil, state.RoleAdmin, 200, nil},
 	}
 	// Every authenticated route is in the matrix.
 	for _, pat := range e.api.patterns {
@@ -125,6 +153,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		ls, _ := e.db.HostLabels(ctx, online.host.ID)
 		as, _ := e.db.ListAlerts(ctx, state.AlertFilter{Status: vigil.AlertOpen})
 		ls = append(ls, fmt.Sprint("open_alerts=", len(as)))
+		active, _ := e.db.Suppressions(ctx, false)
+		sups, _ := e.db.Suppressions(ctx, true)
+		dls, _ := e.db.DeadLetters(ctx, 100)
+		ls = append(ls, fmt.Sprintf("suppressions=%d/%d dead_letters=%d sent=%d", len(active), len(sups), len(dls), soc.sent()))
 		return fmt.Sprintf("campaigns=%d tokens=%d revoked=%d secrets=%d hosts=%d key_ok=%v configs=%d labels=%v rules=%s",
 			len(cs), len(ts), revoked, len(ss), len(hs), err == nil, len(vs), ls, console.toggles())
 	}
@@ -142,9 +174,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	for _, c := range callers {
 		for _, ep := range endpoints {
+			path := ep.path
+			if ep.fresh != nil {
+				path = ep.fresh()
+			}
 			before := snapshot()
-			r := e.do(ep.method, ep.path, c.token, ep.body)
-			name := fmt.Sprintf("%s: %s %s", c.name, ep.method, ep.path)
+			r := e.do(ep.method, path, c.token, ep.body)
+			name := fmt.Sprintf("%s: %s %s", c.name, ep.method, path)
 			switch {
 			case c.role == "":
 				if r.status != http.StatusUnauthorized || r.errorMsg() == "" || r.header.Get("WWW-Authenticate") == "" {
@@ -164,6 +200,23 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Errorf("%s was denied but changed state: %s -> %s", name, before, after)
 			}
 		}
+	}
+	// The allowed suppression, output and dead-letter actions were audited
+	// (a denied one never is: the snapshots above did not change).
+	for action, want := range map[string]int{"suppression.create": 2, "suppression.expire": 2, "output.test": 1, "dead_letter.redeliver": 1} {
+		log, _ := e.db.AuditLog(ctx, state.AuditFilter{Action: action})
+		users := 0
+		for _, l := range log {
+			if strings.HasSuffix(l.Actor, "-user") {
+				users++
+			}
+		}
+		if users != want {
+			t.Errorf("%s audited %d times for people, want %d: %+v", action, users, want, log)
+		}
+	}
+	if dls, _ := e.db.DeadLetters(ctx, 10); len(dls) != 0 {
+		t.Errorf("redelivered dead letter kept: %+v", dls)
 	}
 	// The carve downloads were audited; the bytes are the file.
 	if r := e.do("GET", "/api/v1/carves/"+carve.ID+"/data", e.tokens[state.RoleOperator], nil); string(r.body) != "hello" {

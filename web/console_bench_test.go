@@ -78,6 +78,7 @@ func BenchmarkAlertList100k(b *testing.B) {
 		{"rule100", "rule=rule-07&limit=100"},
 		{"hostAndRuleNone", "host=web-042&rule=rule-07&limit=100"}, // 42 mod 50 never meets 7: a full scan
 		{"newest1000", "limit=1000"},
+		{"page500of1000", "before=50000&limit=100"}, // keyset: a deep page costs what the first does
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var size int
@@ -100,7 +101,7 @@ func BenchmarkAlertList100k(b *testing.B) {
 // load fetches before the first API call).
 func BenchmarkConsoleAssets(b *testing.B) {
 	h := consoleHandler()
-	files := []string{"/", "/style.css", "/app.js", "/lib.js", "/hosts.js", "/query.js", "/alerts.js", "/events.js", "/rules.js", "/favicon.svg"}
+	files := []string{"/", "/style.css", "/app.js", "/lib.js", "/hosts.js", "/query.js", "/alerts.js", "/events.js", "/rules.js", "/suppress.js", "/outputs.js", "/favicon.svg"}
 	var total int
 	for b.Loop() {
 		total = 0

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -35,6 +36,14 @@ func (a *API) listHosts(w http.ResponseWriter, r *http.Request, _ state.Principa
 	writeJSON(w, http.StatusOK, map[string]any{"hosts": out})
 }
 
+// AlertList answers GET /api/v1/alerts: a page of alerts, newest first,
+// each with its match count. NextBefore, when the page is full, asks for
+// the next one (?before=NextBefore); 0 means this was the last.
+type AlertList struct {
+	Alerts     []state.AlertRecord `json:"alerts"`
+	NextBefore int64               `json:"next_before,omitempty"`
+}
+
 func (a *API) listAlerts(w http.ResponseWriter, r *http.Request, _ state.Principal) {
 	q := r.URL.Query()
 	f := state.AlertFilter{Status: vigil.AlertStatus(q.Get("status")), Host: q.Get("host"), RuleID: q.Get("rule"), Limit: 100}
@@ -52,12 +61,29 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request, _ state.Princip
 		}
 		f.Limit = n
 	}
-	alerts, err := a.db.ListAlerts(r.Context(), f)
+	if s := q.Get("before"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("before %q: want the id of the last alert of the previous page", s))
+			return
+		}
+		f.Before = n
+	}
+	alerts, err := a.db.ListAlertRecords(r.Context(), f)
+	if errors.Is(err, vigil.ErrNotFound) {
+		// A cursor that names no alert is a bad request, not a missing page.
+		writeError(w, http.StatusBadRequest, readable(err, vigil.ErrNotFound))
+		return
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": alerts})
+	out := AlertList{Alerts: alerts}
+	if len(alerts) == f.Limit {
+		out.NextBefore = alerts[len(alerts)-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // AlertUpdate is the body of PATCH /api/v1/alerts/{id}: move an alert

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vigilhq/vigil/state"
@@ -171,4 +172,80 @@ func parseEventCounters(msg string) ([]SourceCounters, uint64) {
 		}
 	}
 	return out, lost
+}
+
+// Bounds of AgentDrops.
+const (
+	// DropsWindow is how far back AgentDrops looks for counters lines:
+	// agents report every 5 minutes (agent.DefaultEventStatsInterval), so
+	// this holds each reporting host's latest; hosts silent longer are
+	// left out of the sums.
+	DropsWindow = 15 * time.Minute
+	// dropsCacheFor spares the store a scan per Prometheus scrape:
+	// counters change every few minutes, scrapes come every few seconds.
+	dropsCacheFor = 30 * time.Second
+	maxDropsLines = 200_000
+)
+
+// dropsCache is the last AgentDrops answer.
+type dropsCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	val map[string]float64
+}
+
+// AgentDrops sums, per event source ("audit", "process_events", ...),
+// the events agents reported lost (kernel losses, overflows, drops,
+// sequence gaps) in each host's latest counters line of the last
+// DropsWindow. Counters are cumulative since the agent started, so the
+// sum is a gauge: it falls when an agent restarts. Sources every host
+// reports without loss are present with 0, so their series exist. It is
+// metrics.Options.AgentDrops (no per-host label: the hosts page has
+// those); the answer is cached for 30 seconds.
+func (a *API) AgentDrops(ctx context.Context) (map[string]float64, error) {
+	if a.opts.Events == nil {
+		return nil, fmt.Errorf("agent drop counters: no event store")
+	}
+	a.drops.mu.Lock()
+	defer a.drops.mu.Unlock()
+	now := a.now()
+	if a.drops.val != nil && now.Sub(a.drops.at) < dropsCacheFor {
+		return a.drops.val, nil
+	}
+	rs, err := a.opts.Events.Query(ctx, `SELECT host_id, event_time, "columns" FROM query_results
+		WHERE query_name = ? AND event_time > ? AND "columns" LIKE ? ORDER BY event_time DESC LIMIT `+strconv.Itoa(maxDropsLines),
+		statusQuery, now.Add(-DropsWindow).UTC(), "%"+eventCountersPrefix+"%")
+	if err != nil {
+		return nil, fmt.Errorf("reading agents' event counters: %w", err)
+	}
+	out := map[string]float64{}
+	seen := map[string]bool{}
+	for _, row := range rs.Rows {
+		if len(row) != 3 {
+			continue
+		}
+		host, _ := row[0].(string)
+		if seen[host] {
+			continue // an older line of a host already counted
+		}
+		l, ok := statusLine(row[1:])
+		if !ok {
+			continue
+		}
+		seen[host] = true
+		counters, _ := parseEventCounters(l.Message)
+		for _, sc := range counters {
+			lost := uint64(0)
+			for k, n := range sc.Counters {
+				if lossCounters[k] {
+					lost += n
+				}
+			}
+			if sc.Inactive == "" {
+				out[sc.Source] += float64(lost)
+			}
+		}
+	}
+	a.drops.at, a.drops.val = now, out
+	return out, nil
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/control"
 	"github.com/vigilhq/vigil/ingest"
+	"github.com/vigilhq/vigil/metrics"
 	"github.com/vigilhq/vigil/state"
 )
 
@@ -103,5 +106,73 @@ func TestHostHealth(t *testing.T) {
 	r = e.do("GET", "/api/v1/hosts/"+quiet.ID+"/health", e.tokens[state.RoleViewer], nil)
 	if b := string(r.body); r.status != 200 || strings.Contains(b, `"counters":null`) || strings.Contains(b, `"lines":null`) {
 		t.Errorf("quiet host = %d %s", r.status, r.body)
+	}
+}
+
+// TestAgentDrops sums each host's latest counters line of the window per
+// source and feeds metrics' vigil_agent_dropped_events.
+func TestAgentDrops(t *testing.T) {
+	cs, mod := withConsole(t)
+	var mu sync.Mutex
+	now := time.Now().UTC().Truncate(time.Second)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, func(c *control.Options, o *Options) { mod(c, o); o.Now = clock })
+	ctx := context.Background()
+	line := func(id, host string, ago time.Duration, msg string) vigil.ResultRow {
+		return vigil.ResultRow{ID: id, HostID: host, Query: ingest.StatusQuery, Action: ingest.ActionStatus, Time: now.Add(-ago),
+			Columns: map[string]string{"severity": "0", "message": msg}}
+	}
+	if err := cs.store.Append(ctx, vigil.Batch{Results: []vigil.ResultRow{
+		line("a1", "h1", 10*time.Minute, "event counters: audit events=5 kernel_lost=100"), // superseded by a2
+		line("a2", "h1", 2*time.Minute, "event rows lost since last report: 9; event counters: audit events=9 kernel_lost=3 queue_dropped=4 incomplete=7; process_events added=3 dropped=2 expired=1"),
+		line("a3", "h1", time.Minute, "events: audit backlog high"), // not a counters line
+		line("b1", "h2", 4*time.Minute, "event counters: audit events=1 kernel_lost=10; fanotify inactive (not root); process_events added=1 dropped=0 expired=5"),
+		line("c1", "h3", 20*time.Minute, "event counters: audit events=1 kernel_lost=1000"), // silent since: out of the window
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.Options{AgentDrops: e.api.AgentDrops})
+	gauge := func() map[string]float64 {
+		t.Helper()
+		fams, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, f := range fams {
+			if f.GetName() != "vigil_agent_dropped_events" {
+				continue
+			}
+			for _, s := range f.GetMetric() {
+				if len(s.GetLabel()) != 1 || s.GetLabel()[0].GetName() != "source" {
+					t.Fatalf("labels %v: want source only", s.GetLabel())
+				}
+				out[s.GetLabel()[0].GetValue()] = s.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	if got := fmt.Sprint(gauge()); got != "map[audit:17 process_events:2]" {
+		t.Errorf("drops %s, want audit 3+4+10, process_events 2, no inactive source", got)
+	}
+	// A newer report is seen once the 30 s cache has passed.
+	if err := cs.store.Append(ctx, vigil.Batch{Results: []vigil.ResultRow{
+		line("b2", "h2", 30*time.Second, "event counters: audit events=2 kernel_lost=50; process_events added=1 dropped=1"),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(gauge()); got != "map[audit:17 process_events:2]" {
+		t.Errorf("within the cache: %s", got)
+	}
+	mu.Lock()
+	now = now.Add(31 * time.Second)
+	mu.Unlock()
+	if got := fmt.Sprint(gauge()); got != "map[audit:57 process_events:3]" {
+		t.Errorf("after the cache: %s, want audit 7+50, process_events 2+1", got)
+	}
+	// Without an event store the metric is an error, not a zero.
+	bare := newEnv(t, nil)
+	if _, err := bare.api.AgentDrops(ctx); err == nil {
+		t.Error("AgentDrops without an event store succeeded")
 	}
 }

@@ -52,6 +52,10 @@ type Options struct {
 	Rules          func() []vigil.Rule
 	RuleSource     func(ctx context.Context, id string) ([]byte, error)
 	SetRuleEnabled func(ctx context.Context, id string, enabled bool) error
+	// Outputs are the alert outputs (an *output.Dispatcher) for their
+	// counters, test sends and dead-letter redelivery; nil when the server
+	// has none (the list is empty, the actions answer 501).
+	Outputs Outputs
 	// NoConsole leaves the console's pages out (the API alone).
 	NoConsole bool
 }
@@ -68,6 +72,8 @@ type API struct {
 	limiter *failrate.Limiter
 
 	patterns []string // every authenticated route, for the authorization test
+
+	drops dropsCache // AgentDrops
 
 	touchMu sync.Mutex
 	touched map[int64]time.Time // token id -> last recorded use
@@ -146,6 +152,13 @@ func (a *API) routes() {
 	a.handle("GET /api/v1/rules/{id}/source", state.RoleViewer, a.ruleSource)
 	a.handle("PUT /api/v1/rules/{id}/enabled", state.RoleAdmin, a.setRuleEnabled)
 	a.handle("POST /api/v1/rules/test", state.RoleOperator, a.testRule)
+	a.handle("GET /api/v1/suppressions", state.RoleViewer, a.listSuppressions)
+	a.handle("POST /api/v1/suppressions", state.RoleOperator, a.createSuppression)
+	a.handle("DELETE /api/v1/suppressions/{id}", state.RoleOperator, a.expireSuppression)
+	a.handle("GET /api/v1/outputs", state.RoleViewer, a.listOutputs)
+	a.handle("POST /api/v1/outputs/{name}/test", state.RoleAdmin, a.testOutput)
+	a.handle("GET /api/v1/dead-letters", state.RoleAdmin, a.listDeadLetters)
+	a.handle("POST /api/v1/dead-letters/{id}/redeliver", state.RoleAdmin, a.redeliverDeadLetter)
 	if !a.opts.NoConsole {
 		a.mux.Handle("/", consoleHandler())
 	}

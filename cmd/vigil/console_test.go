@@ -9,8 +9,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +29,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/detect/output"
+	"github.com/vigilhq/vigil/ingest"
 	"github.com/vigilhq/vigil/state"
 )
 
@@ -121,10 +127,12 @@ func newBrowser(t testing.TB, m *Main) *browser {
 			if err != nil {
 				return
 			}
-			// The test provokes a 401 (wrong token) and a 400 (a DELETE in
-			// the explorer); the browser logs those responses.
+			// The test provokes a 401 (wrong token), a 400 (a DELETE in
+			// the explorer) and a 502 (a test send to an output that is
+			// down); the browser logs those responses.
 			if strings.Contains(msg.Text, "Failed to load resource") &&
-				(strings.Contains(msg.Text, "status of 401") || strings.Contains(msg.Text, "status of 400")) {
+				(strings.Contains(msg.Text, "status of 401") || strings.Contains(msg.Text, "status of 400") ||
+					strings.Contains(msg.Text, "status of 502")) {
 				continue
 			}
 			if msg.Type == chromedp.ConsoleException || msg.Type == chromedp.ConsoleError ||
@@ -265,7 +273,8 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Skipf("console end-to-end test needs Debian's chromium at %s (apt-get install -y chromium): %v", chromiumPath, err)
 	}
 	root := os.Geteuid() == 0
-	m, _ := startMain(t, root)
+	hook := newHookReceiver(t)
+	m := startConsoleMain(t, root, hook.outputsFile(t))
 	hostname, _ := os.Hostname()
 	var hostID string
 	eventually(t, "local agent enrolled", time.Minute, func() (bool, string) {
@@ -433,6 +442,56 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Errorf("alert updates audited %d times (%v), want 3", len(audit), err)
 	}
 
+	// Suppress similar: from the closed alert's detail, matches of its
+	// rule on this host with the same command line.
+	cmdline, _ := alert.Fields["process_command_line"].(string)
+	b.click("open the suppress panel", "#suppress-panel summary")
+	b.do("fill the suppression", b.set("#sup-field", "process_command_line"), b.set("#sup-reason", "console test command"),
+		b.set("#sup-expires", "8h"))
+	b.click("suppress", "#suppress")
+	b.waitText("#sup-result", "Suppression #")
+	b.screenshot("alert-suppress")
+	var sups struct{ Suppressions []state.Suppression }
+	apiGet(t, m, "/api/v1/suppressions", &sups)
+	if len(sups.Suppressions) != 1 {
+		t.Fatalf("suppressions after suppress similar: %+v", sups.Suppressions)
+	}
+	sup := sups.Suppressions[0]
+	if sup.RuleID != alert.RuleID || sup.Host != hostID || sup.Field != "process_command_line" || sup.Value != cmdline ||
+		sup.Reason != "console test command" || sup.CreatedBy != "vigil-up-admin" ||
+		sup.ExpiresAt.Sub(sup.CreatedAt).Round(time.Minute) != 8*time.Hour {
+		t.Errorf("suppression %+v: want rule %s, host %s, the command line, the reason, 8 h", sup, alert.RuleID, hostID)
+	}
+	// It silences the next match like the alert, not another command.
+	again := alert
+	again.ID, again.EventID, again.Status, again.Assignee, again.CloseReason = 0, marker+"-again", "", "", ""
+	other := again
+	other.EventID, other.Fields = marker+"-other", map[string]any{"process_command_line": "something else"}
+	if _, _, suppressed, err := m.state.CommitMatches(context.Background(), alert.RuleID, "process_creation", 0,
+		[]vigil.Alert{again, other}, nil, 0); err != nil || suppressed != 1 {
+		t.Errorf("matches after the suppression: %d suppressed (%v), want 1", suppressed, err)
+	}
+	// Listed on its page with the hit, then expired there.
+	b.goTo("#/suppressions")
+	supRow := fmt.Sprintf(`#suppressions tbody tr[data-id="%d"]`, sup.ID)
+	b.waitText(supRow, "console test command")
+	if s := b.text(supRow); !strings.Contains(s, hostID) || !strings.Contains(s, "process_command_line") {
+		t.Errorf("suppression row %q", s)
+	}
+	b.waitJS("the hit is counted", fmt.Sprintf(`(document.querySelector(%q)?.cells[7]?.textContent || '').startsWith('1')`, supRow))
+	b.screenshot("suppressions")
+	b.click("expire", fmt.Sprintf(`button.expire[data-id="%d"]`, sup.ID))
+	b.waitText("#sup-count", "0 suppression(s)")
+	b.click("show expired", "#sup-expired")
+	b.waitText(supRow, "expired")
+	apiGet(t, m, "/api/v1/suppressions", &sups)
+	if len(sups.Suppressions) != 0 {
+		t.Errorf("active suppressions after expiry: %+v", sups.Suppressions)
+	}
+	if log, _ := m.state.AuditLog(context.Background(), state.AuditFilter{Action: "suppression.expire"}); len(log) != 1 || log[0].Actor != "vigil-up-admin" {
+		t.Errorf("expiry audited as %+v", log)
+	}
+
 	// Bulk: three alerts selected with the keyboard (j, x) and closed at once.
 	var bulk []vigil.Alert
 	for i := range 3 {
@@ -454,6 +513,25 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if len(bulkClosed.Alerts) != 3 || bulkClosed.Alerts[0].CloseReason != "duplicate of the test alert" {
 		t.Errorf("bulk-closed alerts %+v", bulkClosed.Alerts)
 	}
+
+	// Dedupe: three matches of one rule, host and group fold into one
+	// alert, which the list shows with its match count.
+	var dup []vigil.Alert
+	for i := range 3 {
+		dup = append(dup, vigil.Alert{RuleID: "dedupe-test", RuleTitle: "Dedupe test", Level: vigil.LevelMedium, HostID: hostID,
+			Hostname: hostname, EventID: fmt.Sprint(marker, "-dup-", i), EventTable: "process_creation", EventTime: time.Now(),
+			Fields: map[string]any{"user_name": "backup"}})
+	}
+	if _, deduped, _, err := m.state.CommitMatches(context.Background(), "dedupe-test", "process_creation", 0, dup,
+		[]string{"user_name"}, time.Hour); err != nil || deduped != 2 {
+		t.Fatalf("dedupe setup: %d deduped, %v", deduped, err)
+	}
+	b.goTo("#/alerts?status=open&rule=dedupe-test")
+	b.waitText("#alert-count", "1 alerts")
+	b.waitText("#alerts tbody", "×3")
+	b.click("open the deduplicated alert", "#alerts tbody tr")
+	b.waitText("#detail-matches", "3 (last ")
+	b.screenshot("alert-dedupe")
 
 	// The event explorer finds the event (root) or answers a count.
 	b.goTo("#/events")
@@ -505,7 +583,177 @@ func TestConsoleEndToEnd(t *testing.T) {
 		b.waitText("#rule-test-out", marker)
 	}
 	b.screenshot("rules")
+
+	// Outputs: a test send to the receiver (signed), one to an output
+	// that is down (its error shown), and a dead letter redelivered.
+	payload, _ := json.Marshal([]vigil.Alert{{RuleID: "console-test", RuleTitle: "Console test", Level: vigil.LevelHigh,
+		HostID: hostID, Hostname: hostname, EventID: marker + "-dead", EventTable: "process_creation", Status: vigil.AlertOpen}})
+	dlID, err := m.state.AddDeadLetter(context.Background(), state.DeadLetter{Output: "soc", Kind: "webhook", Payload: string(payload),
+		Error: "POST soc: 503 Service Unavailable", Attempts: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.goTo("#/outputs")
+	b.waitText(`#outputs tbody tr[data-output="soc"]`, "webhook")
+	b.waitJS("dead letter listed", fmt.Sprintf(`!!document.querySelector('#dead-letter-list tr[data-id="%d"]')`, dlID))
+	b.click("test send", `button.test-send[data-output="soc"]`)
+	b.waitText(`td.test-result[data-output="soc"]`, "delivered")
+	if got := hook.received(); len(got) != 1 || len(got[0].Alerts) != 1 || got[0].Alerts[0].RuleID != "vigil-test" {
+		t.Errorf("receiver got %+v, want the test alert", got)
+	}
+	b.click("test send to a dead output", `button.test-send[data-output="down"]`)
+	b.waitText(`td.test-result[data-output="down"]`, "connection refused")
+	b.screenshot("outputs-test-send")
+	b.click("redeliver", fmt.Sprintf(`button.redeliver[data-id="%d"]`, dlID))
+	b.waitJS("dead letter gone", fmt.Sprintf(`!document.querySelector('#dead-letter-list tr[data-id="%d"]')`, dlID))
+	b.waitText(`#outputs tbody tr[data-output="soc"]`, "webhook")
+	got := hook.received()
+	if len(got) != 2 || len(got[1].Alerts) != 1 || got[1].Alerts[0].EventID != marker+"-dead" {
+		t.Errorf("receiver got %+v, want the test alert then the dead letter's", got)
+	}
+	if _, err := m.state.DeadLetter(context.Background(), dlID); !errors.Is(err, vigil.ErrNotFound) {
+		t.Errorf("redelivered dead letter: %v, want it deleted", err)
+	}
+	for action, want := range map[string]int{"output.test": 2, "dead_letter.redeliver": 1} {
+		if log, _ := m.state.AuditLog(context.Background(), state.AuditFilter{Action: action}); len(log) != want {
+			t.Errorf("%s audited %d times, want %d", action, len(log), want)
+		}
+	}
+	b.screenshot("outputs")
+
+	// Agent drop counters: a counters status line of this host reaches
+	// /metrics as vigil_agent_dropped_events, summed per source.
+	if err := m.store.Append(context.Background(), vigil.Batch{Results: []vigil.ResultRow{{ID: marker + "-counters", HostID: hostID,
+		Hostname: hostname, Query: ingest.StatusQuery, Action: ingest.ActionStatus, Time: time.Now(),
+		Columns: map[string]string{"severity": "1", "message": "event counters: audit events=10 kernel_lost=2 queue_dropped=1; process_events added=5 dropped=4"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	mres, err := http.Get(m.MetricsURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(mres.Body)
+	mres.Body.Close()
+	for _, want := range []string{`vigil_agent_dropped_events{source="audit"} 3`, `vigil_agent_dropped_events{source="process_events"} 4`} {
+		if mres.StatusCode != 200 || !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics (%d) has no %q:\n%s", mres.StatusCode, want, grepLines(string(body), "vigil_agent"))
+		}
+	}
 	b.checkConsole()
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// hookReceiver is a local webhook receiver that checks signatures.
+type hookReceiver struct {
+	srv    *httptest.Server
+	secret string
+	mu     sync.Mutex
+	got    []output.WebhookPayload
+	bad    []string
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	h := &hookReceiver{secret: "console-test-webhook-secret"}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err := output.Verify([]byte(h.secret), r.Header.Get(output.SignatureTimestampHeader), r.Header.Get(output.SignatureHeader),
+			body, time.Now(), time.Minute); err != nil {
+			h.bad = append(h.bad, err.Error())
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var p output.WebhookPayload
+		if err := json.Unmarshal(body, &p); err != nil {
+			h.bad = append(h.bad, err.Error())
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.got = append(h.got, p)
+	}))
+	t.Cleanup(func() {
+		h.srv.Close()
+		for _, b := range h.bad {
+			t.Errorf("webhook receiver refused a request: %s", b)
+		}
+	})
+	return h
+}
+
+// received is what arrived, minus alerts of real detections (with root
+// the built-in rules may alert on the machine's own activity).
+func (h *hookReceiver) received() []output.WebhookPayload {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []output.WebhookPayload
+	for _, p := range h.got {
+		if len(p.Alerts) > 0 && (p.Alerts[0].RuleID == "vigil-test" || p.Alerts[0].RuleID == "console-test") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// outputsFile writes an outputs file with the receiver ("soc") and an
+// output nothing listens for ("down").
+func (h *hookReceiver) outputsFile(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "outputs.yml")
+	doc := fmt.Sprintf(`retry: {attempts: 2, initial: 10ms, max: 20ms}
+outputs:
+  - name: soc
+    type: webhook
+    url: %s/hook
+    secret: %s
+  - name: down
+    type: webhook
+    url: http://127.0.0.1:1/hook
+    secret: x
+`, h.srv.URL, h.secret)
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startConsoleMain is startMain with alert outputs.
+func startConsoleMain(t *testing.T, events bool, outputsFile string) *Main {
+	t.Helper()
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	m := NewMain(ServerOptions{
+		DataDir:          t.TempDir(),
+		Listen:           "127.0.0.1:0",
+		WithAgent:        true,
+		AgentEvents:      events,
+		DetectInterval:   300 * time.Millisecond,
+		ScheduleInterval: time.Second,
+		OutputsFile:      outputsFile,
+		MetricsListen:    "127.0.0.1:0",
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	if err := m.Run(ctx); err != nil {
+		t.Fatalf("vigil up: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return m
 }
 
 // BenchmarkConsolePageLoad100k times a full load of the console's alert

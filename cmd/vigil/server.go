@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,9 @@ type ServerOptions struct {
 	// this address over plain HTTP without authentication: bind it to
 	// loopback or a scrape-only network (see dashboards/README.md).
 	MetricsListen string
+	// Pprof adds Go's profiler (/debug/pprof/) to the metrics listener,
+	// for finding where a server's CPU and memory go.
+	Pprof bool
 	// OutputsFile is the YAML file of alert outputs (detect/output).
 	OutputsFile string
 	// DedupeWindow folds a match into an open alert of the same rule,
@@ -198,6 +202,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("starting control plane: %w", err)
 	}
 	m.control = ctl
+	// Outputs and metrics first: the API serves the outputs' test sends
+	// and dead-letter redelivery.
+	if err := m.openObservability(); err != nil {
+		return err
+	}
 	m.api = web.New(web.Options{State: m.state, Control: m.control, Logger: m.log,
 		// The console's sources (console.go). m.detect is set below,
 		// before the server starts answering.
@@ -206,11 +215,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Rules:          func() []vigil.Rule { return m.detect.Rules() },
 		RuleSource:     m.ruleSource,
 		SetRuleEnabled: m.setRuleEnabled,
+		Outputs:        m.apiOutputs(),
 	})
 
-	if err := m.openObservability(); err != nil {
-		return err
-	}
 	m.detect = detect.New(detect.Options{
 		Querier:  m.store,
 		Dialect:  m.store.Dialect(),
@@ -452,6 +459,15 @@ func (m *Main) notifier() detect.Notifier {
 	return m.outputs
 }
 
+// apiOutputs is the outputs dispatcher for the API, or nil (untyped, as
+// for notifier).
+func (m *Main) apiOutputs() web.Outputs {
+	if m.outputs == nil {
+		return nil
+	}
+	return m.outputs
+}
+
 // openObservability loads the outputs file and builds the metrics
 // registry; the layers it reads are looked up at scrape time.
 func (m *Main) openObservability() error {
@@ -487,6 +503,9 @@ func (m *Main) openObservability() error {
 			}
 			return online, len(hosts), nil
 		},
+		// The agents' reported event losses, read by the API from their
+		// status lines in the store (m.api exists before any scrape).
+		AgentDrops: func(ctx context.Context) (map[string]float64, error) { return m.api.AgentDrops(ctx) },
 	}
 	if m.outputs != nil {
 		mo.Outputs = m.outputs.Stats
@@ -511,6 +530,12 @@ func (m *Main) startObservability(ctx context.Context) error {
 	m.metricsURL = "http://" + urlHost(ln.Addr().(*net.TCPAddr)) + "/metrics"
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.metrics.Handler())
+	if m.opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	m.goRun("metrics", func(ctx context.Context) error {
 		go func() {

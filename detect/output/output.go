@@ -4,8 +4,9 @@
 // queues the alerts the detection engine opens (it is a detect.Notifier),
 // retries each output with exponential backoff, and records a dead letter
 // in the state after the last failure. Outputs are configured from a YAML
-// file (LoadConfig). cmd/vigil wires it; web may call TestSend and read
-// dead letters through state.
+// file (LoadConfig). cmd/vigil wires it; web calls Stats, TestSend and
+// Resend (a person's test and redelivery buttons) and reads dead letters
+// through state.
 package output
 
 import (
@@ -31,6 +32,8 @@ type Output interface {
 	Kind() string
 	// Send delivers the alerts once (no retry); an error means none or
 	// only some were delivered and the whole batch may be sent again.
+	// It may run concurrently with itself (the output's queue worker, a
+	// test send, a redelivery).
 	Send(ctx context.Context, alerts []vigil.Alert) error
 }
 
@@ -325,9 +328,50 @@ func (d *Dispatcher) Names() []string {
 // retries; a new dead letter is recorded if that fails too. The caller
 // deletes the old one (state.DeleteDeadLetter) on success.
 func (d *Dispatcher) Redeliver(ctx context.Context, dl state.DeadLetter) error {
-	var alerts []vigil.Alert
-	if err := json.Unmarshal([]byte(dl.Payload), &alerts); err != nil {
-		return fmt.Errorf("dead letter %d: decoding its alerts: %w", dl.ID, err)
+	alerts, err := deadLetterAlerts(dl)
+	if err != nil {
+		return err
 	}
 	return d.Deliver(ctx, dl.Output, alerts)
+}
+
+// Resend sends a dead letter's alerts to its output once: no retry, no
+// new dead letter on failure. It is what a person's "redeliver" button
+// calls: the answer (or the error) comes at once, and a failure leaves
+// the one record there is instead of adding a copy. The caller deletes
+// the dead letter on success. An output no longer configured is
+// vigil.ErrNotFound; an unreadable payload is vigil.ErrInvalid.
+func (d *Dispatcher) Resend(ctx context.Context, dl state.DeadLetter) error {
+	w, ok := d.byName[dl.Output]
+	if !ok {
+		return fmt.Errorf("output %q of dead letter %d is not configured: %w", dl.Output, dl.ID, vigil.ErrNotFound)
+	}
+	alerts, err := deadLetterAlerts(dl)
+	if err != nil {
+		return err
+	}
+	err = w.out.Send(ctx, alerts)
+	w.mu.Lock()
+	w.stats.Attempts++
+	if err == nil {
+		w.stats.Sent += int64(len(alerts))
+	} else {
+		w.stats.Failures++
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("resending dead letter %d to output %q: %w", dl.ID, dl.Output, err)
+	}
+	return nil
+}
+
+func deadLetterAlerts(dl state.DeadLetter) ([]vigil.Alert, error) {
+	var alerts []vigil.Alert
+	if err := json.Unmarshal([]byte(dl.Payload), &alerts); err != nil {
+		return nil, fmt.Errorf("dead letter %d: decoding its alerts: %s: %w", dl.ID, err, vigil.ErrInvalid)
+	}
+	if len(alerts) == 0 {
+		return nil, fmt.Errorf("dead letter %d holds no alerts: %w", dl.ID, vigil.ErrInvalid)
+	}
+	return alerts, nil
 }

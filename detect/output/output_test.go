@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -348,4 +350,71 @@ func FuzzSyslogFormat(f *testing.F) {
 			t.Fatalf("round trip of %q %q %q: %+v", rule, host, hostID, m)
 		}
 	})
+}
+
+func TestResend(t *testing.T) {
+	var up atomic.Bool
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "receiver down", http.StatusBadGateway)
+			return
+		}
+		var p output.WebhookPayload
+		json.NewDecoder(r.Body).Decode(&p)
+		got.Add(int32(len(p.Alerts)))
+	}))
+	defer srv.Close()
+	st := openState(t)
+	d, err := output.New(output.Options{
+		Outputs:     []output.Output{output.NewWebhook(output.WebhookOptions{Name: "soc", URL: srv.URL, Secret: []byte("k")})},
+		Retry:       output.Retry{Attempts: 3, Initial: time.Millisecond, Max: time.Millisecond},
+		DeadLetters: st,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	payload, _ := json.Marshal(testAlerts())
+	id, err := st.AddDeadLetter(ctx, state.DeadLetter{Output: "soc", Kind: "webhook", Payload: string(payload), Error: "x", Attempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := st.DeadLetter(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Down: one attempt, the error at once, and no second dead letter.
+	err = d.Resend(ctx, dl)
+	if err == nil || !strings.Contains(err.Error(), "502") || !strings.Contains(err.Error(), fmt.Sprint("dead letter ", id)) {
+		t.Errorf("resend to a down receiver: %v", err)
+	}
+	if s := d.Stats()[0]; s.Attempts != 1 || s.Failures != 1 || s.DeadLettered != 0 {
+		t.Errorf("stats after a failed resend %+v: want one failed attempt and no dead letter", s)
+	}
+	if dls, _ := st.DeadLetters(ctx, 10); len(dls) != 1 {
+		t.Errorf("dead letters after a failed resend: %d, want the one there was", len(dls))
+	}
+	up.Store(true)
+	if err := d.Resend(ctx, dl); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != 2 || d.Stats()[0].Sent != 2 {
+		t.Errorf("delivered %d alerts (stats %+v), want 2", got.Load(), d.Stats()[0])
+	}
+	for _, c := range []struct {
+		dl   state.DeadLetter
+		kind error
+	}{
+		{state.DeadLetter{ID: 9, Output: "gone", Payload: string(payload)}, vigil.ErrNotFound},
+		{state.DeadLetter{ID: 9, Output: "soc", Payload: "{not json"}, vigil.ErrInvalid},
+		{state.DeadLetter{ID: 9, Output: "soc", Payload: "[]"}, vigil.ErrInvalid},
+	} {
+		if err := d.Resend(ctx, c.dl); !errors.Is(err, c.kind) || !strings.Contains(err.Error(), "dead letter 9") {
+			t.Errorf("resend %+v: %v, want %v naming the dead letter", c.dl, err, c.kind)
+		}
+	}
+	if got.Load() != 2 {
+		t.Errorf("bad dead letters were sent: %d alerts", got.Load())
+	}
 }

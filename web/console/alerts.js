@@ -1,8 +1,10 @@
 // Alerts: filters, a keyboard-driven list, the detail with the matched
 // event and the rule, and the lifecycle (assign, acknowledge, close with a
-// reason), one at a time or in bulk. Paging is server-side by limit.
+// reason), one at a time or in bulk. Paging is server-side with a keyset
+// cursor (next_before), so a deep page costs what the first does.
 import { api, h, clear, toast, fmtTime, cell, moveSelection } from './lib.js';
 import { me } from './app.js';
+import { suppressForm } from './suppress.js';
 
 const PAGE = 100;
 let rulesCache = null;
@@ -35,18 +37,18 @@ export async function alertsPage(main, params) {
     h('button', { type: 'button', id: 'bulk-ack', onclick: () => bulkDo('acknowledged') }, 'Acknowledge selected'),
     bulkAssignee, h('button', { type: 'button', id: 'bulk-assign', onclick: () => bulkDo(null) }, 'Assign selected'),
     bulkReason, h('button', { type: 'button', id: 'bulk-close', onclick: () => bulkDo('closed') }, 'Close selected'));
-  let limit = PAGE;
+  let next = 0; // the cursor of the page after those shown; 0: none
   let alerts = [];
   const selected = new Set();
   let current = null;
 
-  const filters = h('form', { class: 'toolbar', onsubmit: e => { e.preventDefault(); limit = PAGE; load(); } },
+  const filters = h('form', { class: 'toolbar', onsubmit: e => { e.preventDefault(); load(); } },
     h('label', { for: 'f-status' }, 'Status'), status,
     h('label', { for: 'f-host' }, 'Host'), host,
     h('label', { for: 'f-rule' }, 'Rule'), rule,
     h('button', { type: 'submit' }, 'Filter'), count);
-  status.addEventListener('change', () => { limit = PAGE; load(); });
-  more.addEventListener('click', () => { limit = Math.min(limit * 4, 10000); load(); });
+  status.addEventListener('change', () => load());
+  more.addEventListener('click', () => load(null, true));
   clear(main, h('h1', {}, 'Alerts'), filters, bulk,
     h('div', { class: 'split' },
       h('div', {}, h('div', { class: 'scroll' }, h('table', { class: 'list', id: 'alerts' },
@@ -58,15 +60,20 @@ export async function alertsPage(main, params) {
     selCount.textContent = `${selected.size} selected`;
   }
 
-  async function load(keepID) {
-    const q = new URLSearchParams({ limit: String(limit) });
+  // load shows the first page (as many alerts as were shown, after a
+  // change) or, with append, the next one.
+  async function load(keepID, append = false) {
+    const size = append ? PAGE : Math.min(10000, Math.max(PAGE, keepID ? alerts.length : 0));
+    const q = new URLSearchParams({ limit: String(size) });
     if (status.value) q.set('status', status.value);
     if (host.value.trim()) q.set('host', host.value.trim());
     if (rule.value.trim()) q.set('rule', rule.value.trim());
+    if (append && next) q.set('before', String(next));
     const res = await api('GET', '/api/v1/alerts?' + q);
-    alerts = res.alerts;
-    count.textContent = alerts.length >= limit ? `${alerts.length}+ alerts` : `${alerts.length} alerts`;
-    more.hidden = alerts.length < limit || limit >= 10000;
+    alerts = append ? alerts.concat(res.alerts) : res.alerts;
+    next = res.next_before || 0;
+    count.textContent = next ? `${alerts.length}+ alerts` : `${alerts.length} alerts`;
+    more.hidden = !next;
     for (const id of [...selected]) if (!alerts.some(a => a.id === id)) selected.delete(id);
     updateSel();
     clear(tbody, alerts.map(a => {
@@ -76,7 +83,7 @@ export async function alertsPage(main, params) {
         h('td', {}, canTriage ? box : ''),
         h('td', {}, fmtTime(a.created_at)),
         h('td', {}, h('span', { class: `badge level-${a.level}` }, a.level || '')),
-        h('td', {}, a.rule_title || a.rule_id),
+        h('td', {}, a.rule_title || a.rule_id, a.match_count > 1 ? h('span', { class: 'badge count', title: `${a.match_count} matches folded into this alert` }, `×${a.match_count}`) : null),
         h('td', {}, a.hostname || a.host_id),
         h('td', {}, h('span', { class: `badge st-${a.status}` }, a.status)),
         h('td', {}, a.assignee || ''));
@@ -146,6 +153,8 @@ export async function alertsPage(main, params) {
         h('dt', {}, 'Host'), h('dd', {}, a.hostname || '', ' ', h('code', {}, a.host_id)),
         h('dt', {}, 'Event time'), h('dd', {}, fmtTime(a.event_time)),
         h('dt', {}, 'Raised'), h('dd', {}, fmtTime(a.created_at)),
+        h('dt', {}, 'Matches'), h('dd', { id: 'detail-matches' }, String(a.match_count || 1),
+          a.match_count > 1 ? ` (last ${fmtTime(a.last_match_at)})` : ''),
         h('dt', {}, 'Event'), h('dd', {}, h('code', {}, `${a.event_table} / ${a.event_id}`))),
       canTriage ? h('form', { class: 'triage', onsubmit: e => e.preventDefault() },
         h('div', { class: 'toolbar' }, h('label', { for: 'assignee' }, 'Assignee'), assignee,
@@ -158,6 +167,7 @@ export async function alertsPage(main, params) {
             if (!reason.value.trim()) { toast('Closing needs a reason.', 'error'); reason.focus(); return; }
             change(a, 'closed', { assignee: assignee.value.trim(), close_reason: reason.value.trim() });
           } }, 'Close (c)'))) : h('p', { class: 'note' }, 'Triage needs the operator role.'),
+      canTriage ? suppressForm(a) : null,
       h('p', {}, h('a', { id: 'to-timeline', href: `#/timeline?host=${encodeURIComponent(a.host_id)}&at=${around}` }, 'Host timeline around this alert')),
       h('h3', {}, 'Matched event'),
       fields.length ? h('table', { class: 'kv' }, h('tbody', {}, fields.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, cell(v))))))
@@ -188,6 +198,11 @@ export async function alertsPage(main, params) {
       }
       if (e.key === 'a' && current && canTriage) { change(current, 'acknowledged'); return true; }
       if (e.key === 'c' && current && canTriage) { document.getElementById('close-reason')?.focus(); return true; }
+      if (e.key === 's' && current && canTriage) {
+        const p = document.getElementById('suppress-panel');
+        if (p) { p.open = true; document.getElementById('sup-reason')?.focus(); }
+        return true;
+      }
       return false;
     },
   };

@@ -7,6 +7,8 @@ import { queryPage } from './query.js';
 import { alertsPage } from './alerts.js';
 import { eventsPage, timelinePage } from './events.js';
 import { rulesPage } from './rules.js';
+import { suppressionsPage } from './suppress.js';
+import { outputsPage } from './outputs.js';
 
 const pages = {
   alerts: alertsPage,
@@ -15,6 +17,8 @@ const pages = {
   events: eventsPage,
   timeline: timelinePage,
   rules: rulesPage,
+  suppressions: suppressionsPage,
+  outputs: outputsPage,
 };
 
 export const me = { user: '', role: '' };
@@ -105,7 +109,7 @@ function onKey(e) {
   }
   if (pendingG) {
     pendingG = false;
-    const dest = { a: 'alerts', h: 'hosts', q: 'query', e: 'events', t: 'timeline', r: 'rules' }[e.key];
+    const dest = { a: 'alerts', h: 'hosts', q: 'query', e: 'events', t: 'timeline', r: 'rules', s: 'suppressions', o: 'outputs' }[e.key];
     if (dest) { e.preventDefault(); location.hash = '#/' + dest; }
     return;
   }
