@@ -275,7 +275,14 @@ func (s *Server) pendingFor(ctx context.Context, hostID string, wait time.Durati
 		if q := s.local.take(hostID, now); len(q) > 0 {
 			return q, nil
 		}
-		q, err := s.db.TakePendingQueries(ctx, hostID, now)
+		var q map[string]string
+		var err error
+		if ask, gen := s.hint.check(hostID); ask {
+			q, err = s.db.TakePendingQueries(ctx, hostID, now)
+			if err == nil && len(q) == 0 {
+				s.hint.cleanIf(hostID, gen)
+			}
+		}
 		if err == nil && len(q) > 0 {
 			for cid := range q {
 				s.local.forgetHost(cid, hostID)

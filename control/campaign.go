@@ -54,6 +54,7 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 	if len(sql) > MaxSQLBytes {
 		return Campaign{}, fmt.Errorf("control: the query is %d bytes, over the %d-byte limit: %w", len(sql), MaxSQLBytes, vigil.ErrInvalid)
 	}
+	start := time.Now()
 	var hosts []vigil.Host
 	var err error
 	if target.All {
@@ -90,7 +91,8 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		return Campaign{}, fmt.Errorf("control: %w", err)
 	}
 	s.stats.campaignsStarted.Add(1)
-	s.logger.Info("live query started", "campaign", c.ID, "actor", actor, "hosts", len(c.Hosts), "pending", c.Summary.Pending)
+	s.logger.Info("live query started", "campaign", c.ID, "actor", actor, "hosts", len(c.Hosts), "pending", c.Summary.Pending,
+		"setup", time.Since(start).Round(time.Millisecond))
 	if !c.Done {
 		s.scheduleDeadline(c.ID, c.Deadline)
 	}
@@ -106,6 +108,20 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		}
 	}
 	s.local.add(c.ID, c.SQL, c.Deadline, held)
+	// The others must ask the state at their next read.
+	if len(held) < len(pending) {
+		isHeld := make(map[string]bool, len(held))
+		for _, id := range held {
+			isHeld[id] = true
+		}
+		var claim []string
+		for _, id := range pending {
+			if !isHeld[id] {
+				claim = append(claim, id)
+			}
+		}
+		s.hint.dirty(claim...)
+	}
 	for _, id := range pending {
 		s.notify.wake(id)
 	}
@@ -173,6 +189,7 @@ func (s *Server) recordResult(ctx context.Context, campaignID string, h vigil.Ho
 	if err != nil {
 		return err
 	}
+	s.local.answered(campaignID, h.ID)
 	if !recorded {
 		// Unknown id, not a target, already answered or too late.
 		s.logger.Debug("distributed result ignored", "campaign", campaignID, "host_id", h.ID)
@@ -216,6 +233,7 @@ func (s *Server) announceCampaign(ctx context.Context, ids ...string) {
 func (s *Server) onAnnounce(topic, id string) {
 	switch topic {
 	case state.TopicHost:
+		s.hint.dirty(id)
 		s.notify.wake(id)
 	case state.TopicCampaign:
 		if cid, hid, ok := strings.Cut(id, "/"); ok {
@@ -226,6 +244,7 @@ func (s *Server) onAnnounce(topic, id string) {
 			s.refreshCampaign(id)
 		}
 	case "":
+		s.hint.dirtyAll()
 		s.notify.wakeAll()
 		s.hub.mu.Lock()
 		ids := make([]string, 0, len(s.hub.subs))
@@ -418,45 +437,5 @@ func (h *hub) publish(id string, evs ...CampaignEvent) {
 	}
 	if len(h.subs[id]) == 0 {
 		delete(h.subs, id)
-	}
-}
-
-// notifier wakes distributed/read requests held open for a host.
-type notifier struct {
-	mu sync.Mutex
-	ch map[string]chan struct{}
-}
-
-func newNotifier() *notifier { return &notifier{ch: map[string]chan struct{}{}} }
-
-// channel returns a channel closed at the host's next wake.
-func (n *notifier) channel(hostID string) <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c, ok := n.ch[hostID]
-	if !ok {
-		c = make(chan struct{})
-		n.ch[hostID] = c
-	}
-	return c
-}
-
-// wakeAll releases every waiting request (they look again and wait on).
-func (n *notifier) wakeAll() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for id, c := range n.ch {
-		close(c)
-		delete(n.ch, id)
-	}
-}
-
-// wake releases every request waiting for the host.
-func (n *notifier) wake(hostID string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if c, ok := n.ch[hostID]; ok {
-		close(c)
-		delete(n.ch, hostID)
 	}
 }

@@ -102,9 +102,8 @@ type Server struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	seenMu  sync.Mutex
-	seen    map[string]state.Seen // check-ins not yet written
-	lastHit map[string]time.Time  // latest check-in per host (written or not)
+	checkins *checkins
+	hint     *stateHint
 
 	queriesMu sync.RWMutex
 	queries   map[string]string // scheduled query name -> SQL, from served configs
@@ -169,8 +168,8 @@ func New(opts Options) (*Server, error) {
 		db:        opts.State,
 		logger:    opts.Logger.With("component", "control"),
 		now:       opts.Now,
-		seen:      map[string]state.Seen{},
-		lastHit:   map[string]time.Time{},
+		checkins:  newCheckins(checkinInterval(opts)),
+		hint:      newStateHint(),
 		queries:   map[string]string{},
 		notify:    newNotifier(),
 		local:     newLocalQueries(),
@@ -299,9 +298,7 @@ func (s *Server) Hosts(ctx context.Context) ([]vigil.Host, error) {
 }
 
 func (s *Server) withLastSeen(h vigil.Host) vigil.Host {
-	s.seenMu.Lock()
-	t, ok := s.lastHit[h.ID]
-	s.seenMu.Unlock()
+	t, ok := s.checkins.lastSeen(h.ID)
 	if ok && t.After(h.LastSeen) {
 		h.LastSeen = t
 	}
@@ -310,11 +307,15 @@ func (s *Server) withLastSeen(h vigil.Host) vigil.Host {
 
 // touch records a check-in; flushLoop writes them in batches.
 func (s *Server) touch(hostID, remote string) {
-	now := s.now()
-	s.seenMu.Lock()
-	s.seen[hostID] = state.Seen{Time: now, RemoteAddr: remote}
-	s.lastHit[hostID] = now
-	s.seenMu.Unlock()
+	s.checkins.touch(hostID, remote, s.now())
+}
+
+// checkinInterval is how often a host's check-in is written to the
+// state: often enough that replicas, which read it there, see hosts
+// online (a quarter of OfflineAfter, at most 30 s), never more often
+// than the flushes.
+func checkinInterval(o Options) time.Duration {
+	return max(min(o.OfflineAfter/4, 30*time.Second), o.SeenFlush)
 }
 
 func (s *Server) flushLoop() {
@@ -323,24 +324,25 @@ func (s *Server) flushLoop() {
 	defer t.Stop()
 	sweep := time.NewTicker(SweepInterval)
 	defer sweep.Stop()
+	hint := time.NewTicker(stateHintTTL)
+	defer hint.Stop()
 	for {
 		select {
+		case <-hint.C:
+			s.hint.dirtyAll()
 		case <-t.C:
-			s.flushSeen()
+			s.flushSeen(false)
 		case <-sweep.C:
 			s.sweep()
 		case <-s.stop:
-			s.flushSeen()
+			s.flushSeen(true)
 			return
 		}
 	}
 }
 
-func (s *Server) flushSeen() {
-	s.seenMu.Lock()
-	batch := s.seen
-	s.seen = map[string]state.Seen{}
-	s.seenMu.Unlock()
+func (s *Server) flushSeen(all bool) {
+	batch := s.checkins.take(all)
 	if len(batch) == 0 {
 		return
 	}
@@ -348,6 +350,7 @@ func (s *Server) flushSeen() {
 	defer cancel()
 	if err := s.db.TouchHosts(ctx, batch); err != nil {
 		s.logger.Error("recording check-ins", "hosts", len(batch), "err", err)
+		s.checkins.unwritten(batch)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestReplicasShareLiveQueries(t *testing.T) {
 	ctx := context.Background()
 	key, h := a.enroll("enroll_vigil.json")
 	// B learns A's check-ins through the shared state; make them visible.
-	a.srv.flushSeen()
+	a.srv.flushSeen(false)
 
 	got := make(chan map[string]string, 1)
 	go func() {
@@ -107,7 +107,7 @@ func TestReplicaSweepsOrphanedCampaign(t *testing.T) {
 	a := newReplica(t, url, bundle, nil)
 	b := newReplica(t, url, bundle, func(o *Options) { o.QueryTimeout = 200 * time.Millisecond })
 	_, h := a.enroll("enroll.json")
-	a.srv.flushSeen()
+	a.srv.flushSeen(false)
 	c, err := b.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vigilhq/vigil"
 )
@@ -84,6 +88,84 @@ func BenchmarkTouchHosts1000(b *testing.B) {
 		seen[h.ID] = Seen{}
 	}
 	b.ResetTimer()
+	for b.Loop() {
+		now := db.now()
+		for id := range seen {
+			seen[id] = Seen{Time: now, RemoteAddr: "10.0.0.1:1"}
+		}
+		if err := db.TouchHosts(ctx, seen); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A live query to 10,000 hosts: the campaign's creation, then every host
+// answering at once (as long-polling agents do), until the last answer
+// completes it.
+func BenchmarkLiveQueryState10k(b *testing.B) {
+	db := benchDB(b)
+	ctx := context.Background()
+	const n = 10_000
+	var hosts []CampaignHost
+	for i := range n {
+		h, _, err := db.EnrollHost(ctx, vigil.Host{Identifier: fmt.Sprint("h", i), Hostname: fmt.Sprint("h", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		hosts = append(hosts, CampaignHost{HostID: h.ID, Hostname: h.Hostname})
+	}
+	var create, mark, answer time.Duration
+	for b.Loop() {
+		start := time.Now()
+		c, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 1", Actor: "bench", Deadline: db.now().Add(time.Minute),
+			Hosts: slices.Clone(hosts)}, &AuditEntry{Actor: "bench", Action: "query.start"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		create += time.Since(start)
+		start = time.Now()
+		ids := make([]string, len(hosts))
+		for i, h := range hosts {
+			ids[i] = h.HostID
+		}
+		if err := db.MarkSent(ctx, c.ID, ids, db.now()); err != nil {
+			b.Fatal(err)
+		}
+		mark += time.Since(start)
+		start = time.Now()
+		var wg sync.WaitGroup
+		var completed atomic.Int32
+		for _, h := range hosts {
+			wg.Go(func() {
+				_, done, err := db.RecordResult(ctx, c.ID, h.HostID, Result{Status: StatusOK, Rows: []map[string]string{{"one": "1"}}})
+				if err != nil {
+					b.Error(err)
+				}
+				if done {
+					completed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		answer += time.Since(start)
+		if completed.Load() != 1 {
+			b.Fatalf("%d answers completed the campaign, want 1", completed.Load())
+		}
+	}
+	b.ReportMetric(float64(create.Milliseconds())/float64(b.N), "create-ms")
+	b.ReportMetric(float64(mark.Milliseconds())/float64(b.N), "mark-sent-ms")
+	b.ReportMetric(float64(answer.Milliseconds())/float64(b.N), "answers-ms")
+}
+
+// Check-ins of 10,000 hosts in one batch, as a flush after a live query.
+func BenchmarkTouchHosts10k(b *testing.B) {
+	db := benchDB(b)
+	ctx := context.Background()
+	seen := map[string]Seen{}
+	for i := range 10_000 {
+		h, _, _ := db.EnrollHost(ctx, vigil.Host{Identifier: fmt.Sprint("h", i)})
+		seen[h.ID] = Seen{}
+	}
 	for b.Loop() {
 		now := db.now()
 		for id := range seen {

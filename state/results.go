@@ -169,26 +169,31 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 
 // MarkSent marks the hosts' queries of a campaign sent when they were
 // handed out from a server's memory (see control); hosts whose status
-// is no longer pending (answered, timed out) are left alone.
+// is no longer pending (answered, timed out) are left alone. One
+// statement per host, by primary key, in one transaction: an IN-list
+// over the campaign made SQLite walk the campaign's pending rows for
+// every batch.
 func (db *DB) MarkSent(ctx context.Context, campaignID string, hostIDs []string, now time.Time) error {
-	for len(hostIDs) > 0 {
-		n := min(len(hostIDs), maxClaimBatch)
-		args := []any{StatusSent, ts(now), campaignID, StatusPending}
-		for _, h := range hostIDs[:n] {
-			args = append(args, h)
+	if len(hostIDs) == 0 {
+		return nil
+	}
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE campaign_hosts SET status = ?, updated_at = ?
+			WHERE campaign_id = ? AND host_id = ? AND status = ?`)
+		if err != nil {
+			return err
 		}
-		marks := make([]byte, 0, 2*n)
-		for i := range n {
-			if i > 0 {
-				marks = append(marks, ',')
+		defer stmt.Close()
+		t := ts(now)
+		for _, h := range hostIDs {
+			if _, err := stmt.ExecContext(ctx, StatusSent, t, campaignID, h, StatusPending); err != nil {
+				return err
 			}
-			marks = append(marks, '?')
 		}
-		if _, err := db.w.ExecContext(ctx, `UPDATE campaign_hosts SET status = ?, updated_at = ?
-			WHERE campaign_id = ? AND status = ? AND host_id IN (`+string(marks)+`)`, args...); err != nil {
-			return fmt.Errorf("state: marking %d hosts of campaign %q sent: %w", n, campaignID, err)
-		}
-		hostIDs = hostIDs[n:]
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: marking %d hosts of campaign %q sent: %w", len(hostIDs), campaignID, err)
 	}
 	return nil
 }
