@@ -82,9 +82,11 @@ func (db *DB) resultLoop() {
 	}
 }
 
+// recordResultSQL updates one host's row by primary key; whether its
+// campaign is still open is checked once per campaign and batch, inside
+// the same transaction (where the campaign row is locked).
 const recordResultSQL = `UPDATE campaign_hosts SET status = ?, error = ?, rows_json = ?, row_count = ?, updated_at = ?
-	WHERE campaign_id = ? AND host_id = ? AND status IN (?, ?)
-	AND EXISTS (SELECT 1 FROM campaigns WHERE id = ? AND completed_at = 0)`
+	WHERE campaign_id = ? AND host_id = ? AND status IN (?, ?)`
 
 func (db *DB) resultBatch(batch []*resultReq) {
 	defer func() {
@@ -122,11 +124,18 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 	ids = slices.Compact(ids)
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		// Campaign rows locked in a fixed order: two batches never wait on
-		// each other in a cycle.
+		// each other in a cycle. Answers to a completed campaign (timed
+		// out) are not recorded.
+		open := make(map[string]bool, len(ids))
 		for _, id := range ids {
 			if err := db.lockCampaign(ctx, tx, id); err != nil {
 				return err
 			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM campaigns WHERE id = ? AND completed_at = 0`, id).Scan(&n); err != nil {
+				return err
+			}
+			open[id] = n == 1
 		}
 		stmt, err := tx.PrepareContext(ctx, recordResultSQL)
 		if err != nil {
@@ -135,8 +144,11 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 		defer stmt.Close()
 		last := map[string]*resultReq{} // campaign -> its last recorded answer
 		for _, q := range batch {
+			if !open[q.campaignID] {
+				continue
+			}
 			res, err := stmt.ExecContext(ctx, q.r.Status, q.r.Error, q.rowsJSON, len(q.r.Rows), ts(q.r.Time),
-				q.campaignID, q.hostID, StatusPending, StatusSent, q.campaignID)
+				q.campaignID, q.hostID, StatusPending, StatusSent)
 			if err != nil {
 				return err
 			}
