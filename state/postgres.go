@@ -24,7 +24,22 @@ import (
 type pgBackend struct {
 	cfg    *pgx.ConnConfig // for the LISTEN connection
 	origin string          // this DB's id in announcements, to skip our own
+	ann    *announcer
 }
+
+// announcer gathers announcements for announceDelay and sends each
+// topic's ids in as few notifications as fit: a live query to thousands
+// of hosts brings thousands of answers within a second, and a
+// notification per answer queued them on the pool's connections.
+type announcer struct {
+	mu      sync.Mutex
+	pending map[string][]string // topic -> ids
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+const announceDelay = 2 * time.Millisecond
 
 func openPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
@@ -44,7 +59,52 @@ func openPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*DB, er
 		return nil, err
 	}
 	db.startClaimer()
+	db.pg.ann = &announcer{pending: map[string][]string{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go db.announceLoop()
 	return db, nil
+}
+
+func (db *DB) announceLoop() {
+	a := db.pg.ann
+	defer close(a.done)
+	for {
+		select {
+		case <-a.kick:
+		case <-a.stop:
+			db.flushAnnouncements()
+			return
+		}
+		select {
+		case <-time.After(announceDelay):
+		case <-a.stop:
+		}
+		db.flushAnnouncements()
+	}
+}
+
+func (db *DB) stopAnnouncer() {
+	if db.pg == nil || db.pg.ann == nil {
+		return
+	}
+	close(db.pg.ann.stop)
+	<-db.pg.ann.done
+}
+
+func (db *DB) flushAnnouncements() {
+	a := db.pg.ann
+	a.mu.Lock()
+	pending := a.pending
+	a.pending = map[string][]string{}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for topic, ids := range pending {
+		if err := db.notify(ctx, topic, ids); err != nil {
+			// Replicas re-check everything when they reconnect, and sweep
+			// campaigns; a lost announcement delays, never loses, an answer.
+			db.logger.Error("announcing to replicas", "topic", topic, "ids", len(ids), "err", err)
+		}
+	}
 }
 
 type rebindConnector struct{ driver.Connector }
@@ -151,12 +211,25 @@ func (db *DB) Shared() bool { return db.pg != nil }
 // Announce tells the other replicas sharing this state that something
 // changed: TopicHost with host ids that have a new pending live query,
 // TopicCampaign with campaign ids that got an answer, a timeout or
-// completed. It is a no-op for SQLite, where there is one server. ids are
-// sent in as few notifications as fit PostgreSQL's payload limit.
+// completed. It is a no-op for SQLite, where there is one server.
+// Announcements are sent within announceDelay, gathered, in as few
+// notifications as fit PostgreSQL's payload limit; a failure is logged.
 func (db *DB) Announce(ctx context.Context, topic string, ids ...string) error {
 	if db.pg == nil || len(ids) == 0 {
 		return nil
 	}
+	a := db.pg.ann
+	a.mu.Lock()
+	a.pending[topic] = append(a.pending[topic], ids...)
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (db *DB) notify(ctx context.Context, topic string, ids []string) error {
 	prefix := db.pg.origin + ":" + topic + ":"
 	const maxPayload = 7000 // PostgreSQL's limit is 8000 bytes
 	for len(ids) > 0 {

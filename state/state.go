@@ -136,6 +136,7 @@ func (db *DB) Dialect() string { return db.dialect }
 // Close closes the database.
 func (db *DB) Close() error {
 	db.stopClaimer()
+	db.stopAnnouncer()
 	db.stmts.Range(func(k, s any) bool {
 		s.(*sql.Stmt).Close()
 		return true
