@@ -10,9 +10,13 @@ import (
 	"github.com/vigilhq/vigil/ingest/wal"
 )
 
-// Drainer tuning.
+// Drainer tuning. Decoded rows take several times the bytes of their
+// JSON, and two batches are in memory at once (one appending, the next
+// decoded), so drainReadBytes is what bounds the drainer's memory; 4 MiB
+// (about 8,000 lines) is big enough that per-batch costs (transaction,
+// duplicate check) stay small next to the rows.
 const (
-	drainReadBytes  = 8 << 20 // WAL bytes read per store batch
+	drainReadBytes  = 4 << 20 // WAL bytes read per store batch
 	drainMaxBackoff = 5 * time.Second
 )
 
@@ -30,7 +34,9 @@ func (i *Ingester) Run(ctx context.Context) error {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	decoded := make(chan *drainBatch, 1)
+	// Unbuffered: the reader decodes the next batch while the current one
+	// is appended, and waits with it; no third batch piles up.
+	decoded := make(chan *drainBatch)
 	defer func() {
 		cancel()
 		for range decoded { // wait for the reader to stop
@@ -95,6 +101,7 @@ type drainBatch struct {
 
 func (i *Ingester) decodeRecords(recs [][]byte) *drainBatch {
 	d := &drainBatch{parts: make([]pendingBatch, 0, len(recs))}
+	nr, ne := 0, 0
 	for _, raw := range recs {
 		r, err := decodeRecord(raw)
 		if err != nil {
@@ -109,9 +116,21 @@ func (i *Ingester) decodeRecords(recs [][]byte) *drainBatch {
 			continue
 		}
 		d.parts = append(d.parts, pendingBatch{host: r.host, batch: b, lines: accepted})
-		d.all.Results = append(d.all.Results, b.Results...)
-		d.all.Events = append(d.all.Events, b.Events...)
+		nr += len(b.Results)
+		ne += len(b.Events)
 		d.lines += accepted
+	}
+	// One copy of the rows: the merged batch, sized once, and the parts
+	// as windows on it (their own arrays become garbage at once).
+	d.all.Results = make([]vigil.ResultRow, 0, nr)
+	d.all.Events = make([]vigil.Event, 0, ne)
+	for k := range d.parts {
+		p := &d.parts[k]
+		r0, e0 := len(d.all.Results), len(d.all.Events)
+		d.all.Results = append(d.all.Results, p.batch.Results...)
+		d.all.Events = append(d.all.Events, p.batch.Events...)
+		r1, e1 := len(d.all.Results), len(d.all.Events)
+		p.batch = vigil.Batch{Results: d.all.Results[r0:r1:r1], Events: d.all.Events[e0:e1:e1]}
 	}
 	return d
 }

@@ -5,7 +5,9 @@
 // backpressure. The control plane's /log handler calls it; it imports the
 // schema, osquery wire types and store contracts, never a store backend.
 //
-// Every result row is kept in the raw results table (schema.ResultsTable).
+// Every result row is kept in the raw results table (schema.ResultsTable),
+// where the store also gives each query a view results_<query> with its
+// columns (store.ResultViews).
 // Rows of queries whose osquery table maps to an event table (for example
 // process_events -> process_creation) also become events, for "added" and
 // "snapshot" rows. Status lines are kept in the results table too, under

@@ -20,12 +20,18 @@ import (
 
 // Version is the schema version. Bump it with every change to Tables and
 // record what changed in History; stores migrate from any older version.
-const Version = 1
+const Version = 2
 
 // History records what each Version changed, for migrations and docs.
 var History = map[int]string{
 	1: "process_creation, network_connection, file_event, authentication; query_results",
+	2: "a view results_<query> per scheduled query over query_results, one text column per result column " +
+		"(store.ResultViewName), catalogued in " + ResultViewsTable + "; stores create the views of existing rows when they migrate",
 }
+
+// ResultViewsTable catalogues the per-query result views: view name, query
+// name and the result column names the view was made from.
+const ResultViewsTable = "vigil_result_views"
 
 // Type is a column type, named as both DuckDB and our docs spell it; store
 // backends translate to their own types.

@@ -1,6 +1,9 @@
 package store
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // ClickHouseString quotes s as a ClickHouse string literal. It is the one
 // escaping function for ClickHouse values: detect/sigma renders rule values
@@ -25,4 +28,17 @@ func ClickHouseString(s string) string {
 	}
 	b.WriteByte('\'')
 	return b.String()
+}
+
+// DuckDBString quotes s as a DuckDB string literal. It is the one escaping
+// function for DuckDB values: DuckDB's standard strings know no backslash
+// escapes, so doubling the quote is the whole escaping. DuckDB reads a
+// statement as a NUL-terminated UTF-8 string, so s with a NUL byte or
+// invalid UTF-8 cannot be written as a literal: ok is false and the caller
+// must not build the statement.
+func DuckDBString(s string) (lit string, ok bool) {
+	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		return "", false
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'", true
 }

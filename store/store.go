@@ -73,8 +73,9 @@ const (
 
 // Stats describes a store for metrics and the console.
 type Stats struct {
-	SizeBytes int64            // on-disk size
-	Rows      map[string]int64 // table -> row count
+	SizeBytes   int64            // on-disk size
+	Rows        map[string]int64 // table -> row count
+	ResultViews ResultViewStats  // per-query result views
 }
 
 // Retainer deletes events older than a cutoff.

@@ -36,7 +36,7 @@ const clickhousePasswordEnv = "VIGIL_CLICKHOUSE_PASSWORD"
 
 // storeFlagHelp documents --store.
 const storeFlagHelp = `event store: "duckdb" (DATA/events.duckdb), "duckdb:PATH", either with
-?memory_limit=512MB to cap DuckDB's memory (default 80% of RAM), or
+?memory_limit=1GB to change DuckDB's memory cap (default 256MB), or
 clickhouse://HOST:PORT/DATABASE?user=U&password=P&secure=1 (HTTP interface, default port 8123;
 the password may come from ` + clickhousePasswordEnv + ` instead)`
 

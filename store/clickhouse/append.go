@@ -60,6 +60,7 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 			return fmt.Errorf("clickhouse: append to %s: %w", st.t.name, err)
 		}
 	}
+	s.createViews(ctx, s.views.Observe(b.Results))
 	return nil
 }
 

@@ -49,6 +49,9 @@ type Options struct {
 	Now func() time.Time
 	// Client is the HTTP client; nil means one with a 5-minute timeout.
 	Client *http.Client
+	// MaxResultViews caps the per-query result views (results_<query>);
+	// 0 means store.DefaultMaxResultViews.
+	MaxResultViews int
 	// MutationTimeout bounds how long DeleteBefore waits for ClickHouse to
 	// apply the delete (default 5 minutes).
 	MutationTimeout time.Duration
@@ -61,6 +64,7 @@ type Store struct {
 	log    *slog.Logger
 	tables map[string]*table
 	order  []*table
+	views  *store.ResultViews
 
 	mu sync.Mutex // serialises writes
 }
@@ -105,6 +109,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.MutationTimeout = 5 * time.Minute
 	}
 	s := &Store{opts: opts, base: u, log: opts.Logger.With("component", "store.clickhouse"), tables: map[string]*table{}}
+	s.views = store.NewResultViews(opts.MaxResultViews, s.log)
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("clickhouse: open %s/%s: %w", u.Host, opts.Database, err)
 	}
@@ -159,6 +164,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		s.tables[t.name] = t
 		s.order = append(s.order, t)
+	}
+	if err := s.initViews(ctx, stored); err != nil {
+		return err
 	}
 	if stored != schema.Version {
 		if err := s.setMeta(ctx, "schema_version", fmt.Sprint(schema.Version)); err != nil {

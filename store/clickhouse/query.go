@@ -235,7 +235,7 @@ func (s *Store) waitMutations(ctx context.Context, table string) error {
 // Stats reports the bytes on disk of the database's active parts and the
 // rows of each table.
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
-	st := store.Stats{Rows: map[string]int64{}}
+	st := store.Stats{Rows: map[string]int64{}, ResultViews: s.views.Stats()}
 	q, err := Bind("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = ? AND active", s.opts.Database)
 	if err != nil {
 		return st, err

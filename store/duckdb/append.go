@@ -54,26 +54,34 @@ func (r *stagedRows) add(id string, row []driver.Value, at time.Time) {
 // stored; then, inside the transaction, the new rows go through the
 // Appender straight into the table with seq numbered in Go. DuckDB's
 // Appender writes into the connection's open transaction, so readers see
-// the whole batch or none of it, and each row is copied once.
+// the whole batch or none of it, and each row is copied once. After the
+// commit, the result views that the batch's query and column names call
+// for are created or replaced (views.go).
 func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
 	t0 := time.Now()
-	staged, err := s.stage(b)
+	// The raw results are converted on another CPU while the events are
+	// converted and written here: conversion and the Appender overlap.
+	results := s.stageResultsAsync(b.Results)
+	events, err := s.stageEvents(b.Events)
 	if err != nil {
+		results()
 		return err
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		results()
 		return fmt.Errorf("duckdb: append: store closed: %w", vigil.ErrUnavailable)
 	}
 	start := time.Now()
 	// The transaction is driven by statements rather than database/sql's Tx
 	// because the Appender works on the raw connection, inside it.
 	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		results()
 		return fmt.Errorf("duckdb: append: %w", err)
 	}
 	committed := false
@@ -86,8 +94,8 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 	}()
 	var dedupe time.Duration
 	now := s.now().UTC()
-	next := make(map[*table]int64, len(staged))
-	for _, st := range staged {
+	next := make(map[*table]int64, len(events)+1)
+	put := func(st *stagedRows) error {
 		d := time.Now()
 		existing, err := s.existing(ctx, st)
 		if err != nil {
@@ -99,6 +107,22 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 			return fmt.Errorf("duckdb: append: writing %s: %w", st.t.name, err)
 		}
 		next[st.t] = seq
+		return nil
+	}
+	for _, st := range events {
+		if err := put(st); err != nil {
+			results()
+			return err
+		}
+	}
+	res, err := results()
+	if err != nil {
+		return err
+	}
+	if res != nil {
+		if err := put(res.rows); err != nil {
+			return err
+		}
 	}
 	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("duckdb: append: committing: %w", err)
@@ -107,8 +131,47 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 	for t, seq := range next {
 		t.seq = seq
 	}
+	if res != nil {
+		s.createViews(ctx, res.views)
+	}
 	s.log.Debug("append", "rows", b.Len(), "convert", start.Sub(t0), "dedupe", dedupe, "total", time.Since(start))
 	return nil
+}
+
+// stagedResults are the converted raw result rows of a batch and the
+// result views they call for.
+type stagedResults struct {
+	rows  *stagedRows
+	views []store.ResultView
+}
+
+// stageResultsAsync converts results, and notes their query and column
+// names for the result views, on another goroutine when there are enough
+// to be worth it; the returned function waits for the outcome (and may be
+// called more than once). A nil outcome means no results.
+func (s *Store) stageResultsAsync(results []vigil.ResultRow) func() (*stagedResults, error) {
+	stage := func() (*stagedResults, error) {
+		st, err := s.stageResults(results)
+		if err != nil || st == nil {
+			return nil, err
+		}
+		return &stagedResults{rows: st, views: s.views.Observe(results)}, nil
+	}
+	if len(results) < 1000 {
+		st, err := stage()
+		return func() (*stagedResults, error) { return st, err }
+	}
+	var st *stagedResults
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st, err = stage()
+	}()
+	return func() (*stagedResults, error) {
+		<-done
+		return st, err
+	}
 }
 
 // existing returns the ids of st that its table already holds. It runs in
@@ -202,37 +265,6 @@ func (s *Store) write(st *stagedRows, existing map[string]struct{}, now time.Tim
 		return 0, err
 	}
 	return seq, nil
-}
-
-// stage validates the batch and converts it into appender rows, grouped
-// by table in first-appearance order.
-func (s *Store) stage(b vigil.Batch) ([]*stagedRows, error) {
-	// Big batches convert their two halves on two CPUs; this runs before
-	// the write lock is taken.
-	var results *stagedRows
-	var resErr error
-	done := make(chan struct{})
-	if len(b.Results) >= 1000 {
-		go func() {
-			defer close(done)
-			results, resErr = s.stageResults(b.Results)
-		}()
-	} else {
-		results, resErr = s.stageResults(b.Results)
-		close(done)
-	}
-	out, err := s.stageEvents(b.Events)
-	<-done
-	if err != nil {
-		return nil, err
-	}
-	if resErr != nil {
-		return nil, resErr
-	}
-	if results != nil {
-		out = append(out, results)
-	}
-	return out, nil
 }
 
 // slab hands out row slices from big allocations: one per 1,024 rows

@@ -45,11 +45,39 @@ type Options struct {
 	RowLimit int
 	// Now is the clock for ingested_at; nil means time.Now.
 	Now func() time.Time
+	// MaxResultViews caps the per-query result views (results_<query>);
+	// 0 means store.DefaultMaxResultViews.
+	MaxResultViews int
 	// MemoryLimit caps DuckDB's own memory (its buffer pool caches table
-	// blocks up to it), e.g. "512MB"; "" keeps DuckDB's default of 80% of
-	// RAM, which makes the process grow with the database.
+	// blocks up to it; bigger query intermediates spill to PATH.tmp), in
+	// DuckDB's notation, e.g. "1GB"; "" means DefaultMemoryLimit. DuckDB's
+	// own default, 80% of RAM, would make the server grow with the
+	// database.
 	MemoryLimit string
+	// CheckpointThreshold is the size of DuckDB's own write-ahead log at
+	// which it checkpoints (moves the logged rows into the database file),
+	// in DuckDB's notation; "" means DefaultCheckpointThreshold.
+	CheckpointThreshold string
 }
+
+// DefaultMemoryLimit is DuckDB's memory_limit when Options.MemoryLimit is
+// empty: enough for appends and for detection and console queries over
+// recent data (DuckDB spills what does not fit to PATH.tmp), small enough
+// that the server's memory stays flat as the database grows. DuckDB's
+// buffer pool fills up to the limit and stays there, so the limit sets
+// most of the server's resident memory: in BenchmarkIngestServerRSS the
+// server peaked at 494 MB over 1M events and 603 MB over 10M (with 512MB
+// here: 530 MB and 846 MB).
+const DefaultMemoryLimit = "256MB"
+
+// DefaultCheckpointThreshold replaces DuckDB's 16MB. A checkpoint rewrites
+// the table's last, partly filled row group (122,880 rows) whole, so with
+// ingest's batches of a few thousand rows a small threshold writes each
+// row several times: at 16MB appends cost about twice the CPU they do at
+// 128MB (BenchmarkAppendBatches). The logged rows wait in DuckDB's memory,
+// within MemoryLimit, until the checkpoint; a restart replays at most this
+// much.
+const DefaultCheckpointThreshold = "128MB"
 
 // Store is a DuckDB event store. It is safe for concurrent use.
 type Store struct {
@@ -61,6 +89,8 @@ type Store struct {
 	now      func() time.Time
 	tables   map[string]*table // by name: every event table and the results table
 	order    []*table          // creation order
+	views    *store.ResultViews
+	from     int // schema version of the file at open; 0 when new
 
 	mu     sync.Mutex // serialises writes (Append, DeleteBefore) on conn
 	closed bool
@@ -102,9 +132,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	cfg.Set("autoinstall_known_extensions", "false")
 	cfg.Set("autoload_known_extensions", "false")
 	cfg.Set("lock_configuration", "true")
-	if opts.MemoryLimit != "" {
-		cfg.Set("memory_limit", opts.MemoryLimit)
+	if opts.MemoryLimit == "" {
+		opts.MemoryLimit = DefaultMemoryLimit
 	}
+	cfg.Set("memory_limit", opts.MemoryLimit)
+	if opts.CheckpointThreshold == "" {
+		opts.CheckpointThreshold = DefaultCheckpointThreshold
+	}
+	cfg.Set("checkpoint_threshold", opts.CheckpointThreshold)
 	dsn := opts.Path + "?" + cfg.Encode()
 	if _, err := url.Parse(dsn); err != nil {
 		return nil, fmt.Errorf("duckdb: open %q: unusable path: %w", opts.Path, vigil.ErrInvalid)
@@ -129,6 +164,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		now:      opts.Now,
 		tables:   map[string]*table{},
 	}
+	s.views = store.NewResultViews(opts.MaxResultViews, s.log)
 	if err := s.init(ctx); err != nil {
 		if s.conn != nil {
 			s.conn.Close()
@@ -159,6 +195,9 @@ func (s *Store) init(ctx context.Context) error {
 	for _, t := range s.order {
 		t.prepare()
 	}
+	if err := s.initViews(ctx, s.from); err != nil {
+		return err
+	}
 	if _, err := conn.ExecContext(ctx, `CREATE OR REPLACE TEMP TABLE `+quoteIdent(idsTable)+` ("event_id" VARCHAR)`); err != nil {
 		return fmt.Errorf("creating the batch id table: %w", err)
 	}
@@ -185,6 +224,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if v < schema.Version {
 			s.log.Info("migrating schema", "from", v, "to", schema.Version)
 		}
+		s.from = v
 	}
 
 	defs := make([]struct {
@@ -237,10 +277,10 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Stats reports the file size (database and its WAL) and the rows of each
-// table.
+// Stats reports the file size (database and its WAL), the rows of each
+// table and the result views.
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
-	st := store.Stats{Rows: map[string]int64{}}
+	st := store.Stats{Rows: map[string]int64{}, ResultViews: s.views.Stats()}
 	for _, p := range []string{s.path, s.path + ".wal"} {
 		if fi, err := os.Stat(p); err == nil {
 			st.SizeBytes += fi.Size()

@@ -2,6 +2,7 @@ package duckdb_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -251,5 +252,48 @@ func TestSeqSurvivesRetentionAndReopen(t *testing.T) {
 	}
 	if len(r.Rows) != 1 || r.Rows[0][0] != int64(11) {
 		t.Errorf("seq after retention and reopen: %v, want 11", r.Rows)
+	}
+}
+
+// TestMemorySettings: DuckDB gets the store's bounded memory limit and
+// checkpoint threshold by default, and the ones Options name. Expected
+// values are what DuckDB itself reports for the same settings.
+func TestMemorySettings(t *testing.T) {
+	ctx := context.Background()
+	ref, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	ref.SetMaxOpenConns(1)
+	want := func(name, value string) string {
+		t.Helper()
+		if _, err := ref.ExecContext(ctx, "SET "+name+" = '"+value+"'"); err != nil {
+			t.Fatal(err)
+		}
+		var v string
+		if err := ref.QueryRowContext(ctx, "SELECT current_setting('"+name+"')").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		opts                   duckdb.Options
+		memory, checkpointWant string
+	}{
+		{duckdb.Options{}, duckdb.DefaultMemoryLimit, duckdb.DefaultCheckpointThreshold},
+		{duckdb.Options{MemoryLimit: "1GB", CheckpointThreshold: "32MB"}, "1GB", "32MB"},
+	} {
+		s := open(t, c.opts)
+		r, err := s.Query(ctx, "SELECT current_setting('memory_limit'), current_setting('checkpoint_threshold')")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, w := r.Rows[0][0], want("memory_limit", c.memory); got != w {
+			t.Errorf("%+v: memory_limit = %v, want %v (%s)", c.opts, got, w, c.memory)
+		}
+		if got, w := r.Rows[0][1], want("checkpoint_threshold", c.checkpointWant); got != w {
+			t.Errorf("%+v: checkpoint_threshold = %v, want %v (%s)", c.opts, got, w, c.checkpointWant)
+		}
 	}
 }

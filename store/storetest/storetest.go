@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"EmptyBatch", testEmptyBatch},
 		{"Stats", testStats},
 		{"BadQuery", testBadQuery},
+		{"ResultViews", testResultViews},
+		{"ResultViewsGrow", testResultViewsGrow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

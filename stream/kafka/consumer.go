@@ -75,6 +75,9 @@ func NewConsumer(opts ConsumerOptions) (*Consumer, error) {
 	return &Consumer{cl: cl, app: opts.Store, log: opts.Logger.With("component", "stream.kafka.consumer"), maxBatch: opts.MaxBatch}, nil
 }
 
+// commitTimeout bounds the offset commit after a stored batch.
+const commitTimeout = 10 * time.Second
+
 // Run consumes until ctx ends. Each poll becomes one store batch; its
 // offsets are committed once the store confirmed it. Store failures are
 // retried with backoff; records that are not Vigil records are logged and
@@ -108,9 +111,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if err := c.cl.CommitRecords(ctx, recs...); err != nil {
-			// The rows are stored; a failed commit means they are read
-			// again later and dropped by id.
+		// The rows are stored: commit even when ctx ended meanwhile (a
+		// shutdown), or the next consumer reads them all again.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		err := c.cl.CommitRecords(cctx, recs...)
+		cancel()
+		if err != nil {
+			// A failed commit means they are read again later and
+			// dropped by id.
 			c.log.Warn("committing offsets", "err", err)
 		}
 		c.cl.AllowRebalance()
