@@ -22,6 +22,7 @@ import (
 	"github.com/vigilhq/vigil/detect"
 	"github.com/vigilhq/vigil/detect/output"
 	"github.com/vigilhq/vigil/ingest"
+	"github.com/vigilhq/vigil/store"
 )
 
 // Options say where each layer's numbers come from; a nil field leaves
@@ -40,7 +41,9 @@ type Options struct {
 	// host's latest counters). Agents report them in status log lines;
 	// web.API.AgentDrops reads them from the event store.
 	AgentDrops func(ctx context.Context) (map[string]float64, error)
-	// ScrapeTimeout bounds Agents and AgentDrops; default 5 s.
+	// Store returns the event store's size, row counts and result views.
+	Store func(ctx context.Context) (store.Stats, error)
+	// ScrapeTimeout bounds Agents, AgentDrops and Store; default 5 s.
 	ScrapeTimeout time.Duration
 	// LatencyBuckets are the detection latency histogram's buckets in
 	// seconds; default 0.1 s to 5 min.
@@ -154,13 +157,17 @@ var (
 	outFailures      = counter("vigil_output_failures_total", "Delivery attempts that failed.", "output", "kind")
 	outDead          = counter("vigil_output_dead_letters_total", "Batches dead-lettered after the last retry.", "output", "kind")
 	outQueued        = gauge("vigil_output_queued_batches", "Batches waiting for an output.", "output", "kind")
+	storeSize        = gauge("vigil_store_size_bytes", "Size of the event store on disk.")
+	storeRows        = gauge("vigil_store_rows", "Rows in each table of the event store.", "table")
+	storeViews       = gauge("vigil_store_result_views", "Per-query result views (results_<query>) in the event store.")
+	storeViewsRef    = counter("vigil_store_result_views_refused_total", "Result rows whose query got no view because of the cap on views.")
 )
 
 var all = []desc{ingestLines, ingestRejected, ingestAppended, ingestRows, ingestEvents, ingestUnavail, ingestStoreRej,
 	ingestLastAppend, walPending, walSegments, walRecords, walCommits, walBytes, walFull, storeHead, detectLag,
 	ruleMatches, ruleAlerts, ruleDeduped, ruleSuppressed, ruleFailures, agentsDesc, agentDrops, agentEnroll, agentRefused,
 	agentBadKeys, agentLogReqs, agentLogLines, agentHeldReads, liveDelivered, liveResults, liveCampaigns,
-	outSent, outAttempts, outFailures, outDead, outQueued}
+	outSent, outAttempts, outFailures, outDead, outQueued, storeSize, storeRows, storeViews, storeViewsRef}
 
 type collector struct{ m *Metrics }
 
@@ -248,6 +255,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for source, n := range drops {
 			emit(agentDrops, n, source)
+		}
+	}
+	if o.Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), o.ScrapeTimeout)
+		st, err := o.Store(ctx)
+		cancel()
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(storeSize.d, err)
+		} else {
+			emit(storeSize, float64(st.SizeBytes))
+			for table, n := range st.Rows {
+				emit(storeRows, float64(n), table)
+			}
+			emit(storeViews, float64(st.ResultViews.Views))
+			emit(storeViewsRef, float64(st.ResultViews.Refused))
 		}
 	}
 	if o.Outputs != nil {

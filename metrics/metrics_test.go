@@ -16,6 +16,7 @@ import (
 	"github.com/vigilhq/vigil/detect"
 	"github.com/vigilhq/vigil/detect/output"
 	"github.com/vigilhq/vigil/ingest"
+	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/ingest/wal"
 	"github.com/vigilhq/vigil/metrics"
 )
@@ -83,6 +84,10 @@ func TestMetricsReportEveryLayer(t *testing.T) {
 		},
 		Outputs:    func() []output.Stats { return []output.Stats{{Name: "soc", Kind: "webhook", Sent: 3, DeadLettered: 1}} },
 		AgentDrops: func(context.Context) (map[string]float64, error) { return map[string]float64{"audit": 12}, nil },
+		Store: func(context.Context) (store.Stats, error) {
+			return store.Stats{SizeBytes: 1 << 20, Rows: map[string]int64{"process_creation": 42},
+				ResultViews: store.ResultViewStats{Views: 3, Refused: 7}}, nil
+		},
 		Agents: func(context.Context) (int, int, error) {
 			return 3, 5, agentsErr
 		},
@@ -97,6 +102,10 @@ func TestMetricsReportEveryLayer(t *testing.T) {
 		want   float64
 	}{
 		{"vigil_ingest_lines_total", []string{"outcome", "rejected"}, 3},
+		{"vigil_store_size_bytes", nil, 1 << 20},
+		{"vigil_store_rows", []string{"table", "process_creation"}, 42},
+		{"vigil_store_result_views", nil, 3},
+		{"vigil_store_result_views_refused_total", nil, 7},
 		{"vigil_ingest_rejected_lines_total", []string{"reason", "bad_json"}, 2},
 		{"vigil_ingest_appended_rows_total", nil, 9},
 		{"vigil_ingest_last_append_timestamp_seconds", nil, 1700000000},

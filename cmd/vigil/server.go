@@ -507,6 +507,11 @@ func (m *Main) openObservability() error {
 		// status lines in the store (m.api exists before any scrape).
 		AgentDrops: func(ctx context.Context) (map[string]float64, error) { return m.api.AgentDrops(ctx) },
 	}
+	if st, ok := m.store.(interface {
+		Stats(context.Context) (store.Stats, error)
+	}); ok {
+		mo.Store = st.Stats
+	}
 	if m.outputs != nil {
 		mo.Outputs = m.outputs.Stats
 	}
