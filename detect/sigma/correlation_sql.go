@@ -247,7 +247,9 @@ func (cc *corrCompiler) correlation(r *Rule, needed []string, withValue bool) (s
 	case EventCount:
 		value = "count(*) OVER " + window
 	case ValueCount:
-		value = "count(DISTINCT " + valueCol + ") OVER " + window
+		// An empty value counts as missing, as in ClickHouse, whose
+		// non-nullable columns store a missing value as the empty string.
+		value = "count(DISTINCT NULLIF(" + valueCol + ", '')) OVER " + window
 	case Temporal:
 		value = "count(DISTINCT sigma_rule) OVER " + window
 	case ValueSum:

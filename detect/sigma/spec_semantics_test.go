@@ -165,6 +165,14 @@ var specScenarios = []specScenario{{
 			e.add(fmt.Sprintf("b-%d", i), time.Duration(i)*time.Minute,
 				map[string]any{"EventID": num(4625), "ComputerName": "dc1", "WorkstationName": "WKS2", "User": fmt.Sprintf("user%d", min(i, 98))})
 		}
+		for i := range 100 { // 99 users from WKS3 and one event without a user: an empty value is no value, on both engines
+			user := fmt.Sprintf("user%d", i)
+			if i == 50 {
+				user = ""
+			}
+			e.add(fmt.Sprintf("c-%d", i), time.Duration(i)*time.Minute,
+				map[string]any{"EventID": num(4625), "ComputerName": "dc1", "WorkstationName": "WKS3", "User": user})
+		}
 	},
 	want: map[string][]string{"value_count.yml": {"a-99"}},
 }, {
