@@ -16,9 +16,9 @@ import (
 	"github.com/vigilhq/vigil/detect"
 	"github.com/vigilhq/vigil/detect/output"
 	"github.com/vigilhq/vigil/ingest"
-	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/ingest/wal"
 	"github.com/vigilhq/vigil/metrics"
+	"github.com/vigilhq/vigil/store"
 )
 
 func gather(t *testing.T, m *metrics.Metrics) map[string]*dto.MetricFamily {

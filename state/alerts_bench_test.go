@@ -12,7 +12,7 @@ import (
 
 // oldAlertList is the alert list's query before migration 6 and
 // ListAlertRecords: one WHERE with every filter, empty ones disabled by
-// "? = ''", which no index can serve. Kept here as the baseline the
+// "? = ”", which no index can serve. Kept here as the baseline the
 // benchmark compares against in the same run.
 const oldAlertList = `SELECT id, rule_id, rule_title, level, host_id, hostname, event_id, event_table,
 	event_time, created_at, status, assignee, close_reason, fields_json FROM alerts

@@ -78,7 +78,8 @@
 //     value_percentile is the share (in percent) of the group's events in
 //     the window that have the event's value of the field.
 //     value_count does not count an empty value, on either engine
-//     (ClickHouse's non-nullable columns hold a missing value as ”).
+//     (ClickHouse's non-nullable columns hold a missing value as the empty
+//     string).
 //
 // Meta filters: a filter's condition is AND-ed, as written, to the condition
 // of every rule it names (pySigma's reading). The specification's own
