@@ -41,8 +41,11 @@ const (
 	DefaultMaxBodyBytes      = 8 << 20
 	DefaultMaxOtherBodyBytes = 1 << 20
 	DefaultOfflineAfter      = 2 * time.Minute
-	DefaultQueryTimeout      = 60 * time.Second
-	DefaultSeenFlush         = 2 * time.Second
+	// DefaultQueryTimeout outlasts osquery's default distributed_interval
+	// (60 s) with room for a slow read: with 60 s, hosts that polled just
+	// before a query started polled again just after its deadline.
+	DefaultQueryTimeout = 90 * time.Second
+	DefaultSeenFlush    = 2 * time.Second
 	// SweepInterval is how often a server times out campaigns past their
 	// deadline whose own timer is gone (started by a replica that stopped).
 	SweepInterval = 5 * time.Second
@@ -77,7 +80,8 @@ type Options struct {
 	// report it offline at once instead of waiting. Default 2 minutes; keep
 	// it above the agents' check-in interval (osquery's distributed_interval).
 	OfflineAfter time.Duration
-	// QueryTimeout is how long a live query waits for its hosts; default 60 s.
+	// QueryTimeout is how long a live query waits for its hosts; default
+	// DefaultQueryTimeout. Keep it above the agents' distributed_interval.
 	QueryTimeout time.Duration
 	// SeenFlush is how often check-ins are written to State in one batch;
 	// default 2 s.

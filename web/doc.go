@@ -58,7 +58,7 @@
 // {"total","ok","error","timeout","offline"}. Hosts offline when the query
 // starts (no check-in within control.Options.OfflineAfter) are reported
 // offline at once and never sent the query; the others have
-// control.Options.QueryTimeout (default 60 s) to answer, then time out.
+// control.Options.QueryTimeout (default 90 s; vigil server --query-timeout) to answer, then time out.
 //
 // The console's endpoints read what Options gives them: Events (the event
 // store, for the explorer, timelines and rule tests), Tables (agent table

@@ -68,6 +68,9 @@ type ServerOptions struct {
 	// this address over plain HTTP without authentication: bind it to
 	// loopback or a scrape-only network (see dashboards/README.md).
 	MetricsListen string
+	// QueryTimeout is how long a live query waits for its hosts
+	// (default control.DefaultQueryTimeout).
+	QueryTimeout time.Duration
 	// Pprof adds Go's profiler (/debug/pprof/) to the metrics listener,
 	// for finding where a server's CPU and memory go.
 	Pprof bool
@@ -196,6 +199,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Ingest:       m.ingest,
 		EnrollSecret: m.secret,
 		Config:       defaultConfig(m.opts.ScheduleInterval),
+		QueryTimeout: m.opts.QueryTimeout,
 		Logger:       m.log,
 	})
 	if err != nil {
