@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vigilhq/vigil/state/pgtest"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -48,7 +49,7 @@ var (
 
 // TestMain removes the binary vigilBinary built.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	if buildBin != "" {
 		os.RemoveAll(filepath.Dir(buildBin))
 	}

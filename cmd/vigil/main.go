@@ -116,6 +116,7 @@ func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Wri
 	fs.BoolVar(&o.NoConsume, "no-consume", false, "with --stream: only produce; another replica's consumer group writes to the store")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (plain HTTP, no auth: use loopback or a scrape-only network)")
 	memLimit := fs.String("memory-limit", defaultMemoryLimit, "soft limit of the server's Go memory (heap and stacks; DuckDB's memory is limited apart), e.g. 1GiB; set it a fifth or so below the memory the server may use, never near what it needs (the collector then runs without pause); 0 for none; GOMEMLIMIT in the environment wins")
+	fs.StringVar(&o.State, "state", "", "where hosts, live queries, people and alerts live: empty for DATA/state.db (SQLite), or postgres://USER@HOST:5432/DB shared by replicas (password in PGPASSWORD)")
 	fs.DurationVar(&o.QueryTimeout, "query-timeout", control.DefaultQueryTimeout, "how long a live query waits for its hosts; keep it above the agents' distributed_interval (osquery's default is 60s)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "with --metrics-listen: also serve Go's profiler at /debug/pprof/ there")
 	fs.StringVar(&o.OutputsFile, "outputs", "", "YAML file of alert outputs (webhook, slack, syslog, email)")

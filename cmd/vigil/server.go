@@ -68,6 +68,10 @@ type ServerOptions struct {
 	// this address over plain HTTP without authentication: bind it to
 	// loopback or a scrape-only network (see dashboards/README.md).
 	MetricsListen string
+	// State is where hosts, keys, live queries, people and alerts live:
+	// "" for DATA/state.db (SQLite), or a postgres:// URL shared by
+	// replicas (the password from the URL or PGPASSWORD).
+	State string
 	// QueryTimeout is how long a live query waits for its hosts
 	// (default control.DefaultQueryTimeout).
 	QueryTimeout time.Duration
@@ -164,7 +168,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("preparing TLS: %w", err)
 	}
-	if m.state, err = state.Open(ctx, filepath.Join(dir, "state.db"), m.log); err != nil {
+	statePath := filepath.Join(dir, "state.db")
+	if m.opts.State != "" {
+		statePath = m.opts.State
+	}
+	if m.state, err = state.Open(ctx, statePath, m.log); err != nil {
 		return fmt.Errorf("opening state: %w", err)
 	}
 	if m.store, err = openStore(ctx, m.opts.Store, dir, m.log); err != nil {
