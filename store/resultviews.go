@@ -1,8 +1,10 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"strings"
@@ -344,4 +346,44 @@ func (v *ResultViews) Stats() ResultViewStats {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return ResultViewStats{Views: len(v.byQuery), Refused: v.refused}
+}
+
+// ValidViewName reports whether name is a result view's name as
+// ResultViewName makes them: the prefix, then only [a-z0-9_]. Stores
+// check it again before pasting a name into DDL.
+func ValidViewName(name string) bool {
+	if !strings.HasPrefix(name, ResultViewPrefix) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// KeysJSON is the view's result column keys as a JSON array, as the
+// stores record them in their catalog of views.
+func (rv ResultView) KeysJSON() (string, error) {
+	keys := make([]string, len(rv.Columns))
+	for i, c := range rv.Columns {
+		keys[i] = c.Key
+	}
+	b, err := json.Marshal(keys)
+	return string(b), err
+}
+
+// CreateEach creates views with create and records each one created.
+// Failures are logged, not returned: the view comes back from Observe
+// with the next rows of its query.
+func (v *ResultViews) CreateEach(ctx context.Context, views []ResultView, log *slog.Logger, create func(context.Context, ResultView) error) {
+	for _, rv := range views {
+		if err := create(ctx, rv); err != nil {
+			log.Error("creating a result view", "view", rv.Name, "query", rv.Query, "err", err)
+			continue
+		}
+		v.Created(rv)
+		log.Debug("result view", "view", rv.Name, "query", rv.Query, "columns", len(rv.Columns))
+	}
 }

@@ -76,14 +76,7 @@ func (s *Store) initViews(ctx context.Context, fromVersion int64) error {
 // opening). Failures are logged: the view comes back from Observe with the
 // next rows of its query.
 func (s *Store) createViews(ctx context.Context, views []store.ResultView) {
-	for _, rv := range views {
-		if err := s.createView(ctx, rv); err != nil {
-			s.log.Error("creating a result view", "view", rv.Name, "query", rv.Query, "err", err)
-			continue
-		}
-		s.views.Created(rv)
-		s.log.Debug("result view", "view", rv.Name, "query", rv.Query, "columns", len(rv.Columns))
-	}
+	s.views.CreateEach(ctx, views, s.log, s.createView)
 }
 
 func (s *Store) createView(ctx context.Context, rv store.ResultView) error {
@@ -91,11 +84,7 @@ func (s *Store) createView(ctx context.Context, rv store.ResultView) error {
 	if err != nil {
 		return err
 	}
-	keys := make([]string, len(rv.Columns))
-	for i, c := range rv.Columns {
-		keys[i] = c.Key
-	}
-	cat, err := json.Marshal(keys)
+	cat, err := rv.KeysJSON()
 	if err != nil {
 		return err
 	}
@@ -106,7 +95,7 @@ func (s *Store) createView(ctx context.Context, rv store.ResultView) error {
 		return err
 	}
 	ins, err := Bind("INSERT INTO "+s.qualified(schema.ResultViewsTable)+" (view_name, query_name, columns, version) VALUES (?, ?, ?, ?)",
-		rv.Name, rv.Query, string(cat), time.Now().UnixNano())
+		rv.Name, rv.Query, cat, time.Now().UnixNano())
 	if err != nil {
 		return err
 	}
@@ -118,7 +107,7 @@ func (s *Store) createView(ctx context.Context, rv store.ResultView) error {
 // name, the only untrusted text, and the JSON keys are literals from
 // store.ClickHouseString.
 func (s *Store) viewSQL(rv store.ResultView) (string, error) {
-	if !validViewName(rv.Name) {
+	if !store.ValidViewName(rv.Name) {
 		return "", fmt.Errorf("view name %q is not [a-z0-9_]", rv.Name)
 	}
 	var b strings.Builder
@@ -137,16 +126,4 @@ func (s *Store) viewSQL(rv store.ResultView) (string, error) {
 	}
 	b.WriteString(" FROM " + s.qualified(schema.ResultsTable) + " WHERE query_name = " + store.ClickHouseString(rv.Query))
 	return b.String(), nil
-}
-
-func validViewName(name string) bool {
-	if !strings.HasPrefix(name, store.ResultViewPrefix) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

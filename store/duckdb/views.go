@@ -82,14 +82,7 @@ func (s *Store) initViews(ctx context.Context, fromVersion int) error {
 // is held (or the store is opening). Failures are logged: the view comes
 // back from Observe with the next rows of its query.
 func (s *Store) createViews(ctx context.Context, views []store.ResultView) {
-	for _, rv := range views {
-		if err := s.createView(ctx, rv); err != nil {
-			s.log.Error("creating a result view", "view", rv.Name, "query", rv.Query, "err", err)
-			continue
-		}
-		s.views.Created(rv)
-		s.log.Debug("result view", "view", rv.Name, "query", rv.Query, "columns", len(rv.Columns))
-	}
+	s.views.CreateEach(ctx, views, s.log, s.createView)
 }
 
 func (s *Store) createView(ctx context.Context, rv store.ResultView) (err error) {
@@ -97,11 +90,7 @@ func (s *Store) createView(ctx context.Context, rv store.ResultView) (err error)
 	if err != nil {
 		return err
 	}
-	keys := make([]string, len(rv.Columns))
-	for i, c := range rv.Columns {
-		keys[i] = c.Key
-	}
-	cat, err := json.Marshal(keys)
+	cat, err := rv.KeysJSON()
 	if err != nil {
 		return err
 	}
@@ -117,7 +106,7 @@ func (s *Store) createView(ctx context.Context, rv store.ResultView) (err error)
 		return err
 	}
 	if _, err := s.conn.ExecContext(ctx, `INSERT OR REPLACE INTO `+quoteIdent(schema.ResultViewsTable)+` VALUES (?, ?, ?)`,
-		rv.Name, rv.Query, string(cat)); err != nil {
+		rv.Name, rv.Query, cat); err != nil {
 		return err
 	}
 	_, err = s.conn.ExecContext(ctx, "COMMIT")
@@ -129,7 +118,7 @@ func (s *Store) createView(ctx context.Context, rv store.ResultView) (err error)
 // name, the only untrusted text, and the JSON keys are literals from
 // store.DuckDBString.
 func viewSQL(rv store.ResultView) (string, error) {
-	if !validViewName(rv.Name) {
+	if !store.ValidViewName(rv.Name) {
 		return "", fmt.Errorf("view name %q is not [a-z0-9_]", rv.Name)
 	}
 	query, ok := store.DuckDBString(rv.Query)
@@ -153,16 +142,4 @@ func viewSQL(rv store.ResultView) (string, error) {
 	}
 	b.WriteString(" FROM " + quoteIdent(schema.ResultsTable) + ` WHERE "query_name" = ` + query)
 	return b.String(), nil
-}
-
-func validViewName(name string) bool {
-	if !strings.HasPrefix(name, store.ResultViewPrefix) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
