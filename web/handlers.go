@@ -53,14 +53,11 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request, _ state.Princip
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status %q: want open, acknowledged or closed", f.Status))
 		return
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > state.MaxAlertLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", s, state.MaxAlertLimit))
-			return
-		}
-		f.Limit = n
+	lim, ok := queryLimit(w, r, f.Limit, state.MaxAlertLimit)
+	if !ok {
+		return
 	}
+	f.Limit = lim
 	if s := q.Get("before"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {
@@ -170,14 +167,9 @@ func (a *API) startQuery(w http.ResponseWriter, r *http.Request, p state.Princip
 }
 
 func (a *API) listQueries(w http.ResponseWriter, r *http.Request, _ state.Principal) {
-	limit := 50
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to 1000", s))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 50, 1000)
+	if !ok {
+		return
 	}
 	cs, err := a.db.ListCampaigns(r.Context(), limit)
 	if err != nil {
@@ -364,4 +356,19 @@ func (a *API) carveData(w http.ResponseWriter, r *http.Request, p state.Principa
 	if err := a.db.WriteCarve(r.Context(), c.ID, w); err != nil {
 		a.logger.Error("sending carve", "carve", c.ID, "err", err)
 	}
+}
+
+// queryLimit reads the optional ?limit= (def when absent); ok false means
+// a 400 saying the allowed range has been written.
+func queryLimit(w http.ResponseWriter, r *http.Request, def, max int) (int, bool) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", s, max))
+		return 0, false
+	}
+	return n, true
 }

@@ -65,14 +65,9 @@ func (a *API) hostHealth(w http.ResponseWriter, r *http.Request, _ state.Princip
 		a.fail(w, r, err)
 		return
 	}
-	limit := 50
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxHealthLines {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", s, maxHealthLines))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 50, maxHealthLines)
+	if !ok {
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), explorerTimeout)
 	defer cancel()

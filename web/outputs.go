@@ -95,14 +95,9 @@ type DeadLettersList struct {
 }
 
 func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request, _ state.Principal) {
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to 1000", s))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 100, 1000)
+	if !ok {
+		return
 	}
 	dls, err := a.db.DeadLetters(r.Context(), limit)
 	if err != nil {

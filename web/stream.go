@@ -132,14 +132,11 @@ func (a *API) exportAudit(w http.ResponseWriter, r *http.Request, _ state.Princi
 		}
 		f.AfterID = n
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 10_000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to 10000", s))
-			return
-		}
-		f.Limit = n
+	lim, ok := queryLimit(w, r, f.Limit, 10_000)
+	if !ok {
+		return
 	}
+	f.Limit = lim
 	entries, err := a.db.AuditLog(r.Context(), f)
 	if err != nil {
 		a.fail(w, r, err)
