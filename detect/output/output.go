@@ -244,16 +244,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, alerts []vigil.Aler
 			case <-t.C:
 			}
 		}
-		err = w.out.Send(ctx, alerts)
-		w.mu.Lock()
-		w.stats.Attempts++
-		if err == nil {
-			w.stats.Sent += int64(len(alerts))
-		} else {
-			w.stats.Failures++
-		}
-		w.mu.Unlock()
-		if err == nil {
+		if err = w.send(ctx, alerts); err == nil {
 			return nil
 		}
 		d.log.Warn("output failed", "output", w.out.Name(), "try", try, "of", d.opts.Retry.Attempts, "err", err)
@@ -350,19 +341,24 @@ func (d *Dispatcher) Resend(ctx context.Context, dl state.DeadLetter) error {
 	if err != nil {
 		return err
 	}
-	err = w.out.Send(ctx, alerts)
+	if err := w.send(ctx, alerts); err != nil {
+		return fmt.Errorf("resending dead letter %d to output %q: %w", dl.ID, dl.Output, err)
+	}
+	return nil
+}
+
+// send makes one attempt and counts it.
+func (w *worker) send(ctx context.Context, alerts []vigil.Alert) error {
+	err := w.out.Send(ctx, alerts)
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.stats.Attempts++
 	if err == nil {
 		w.stats.Sent += int64(len(alerts))
 	} else {
 		w.stats.Failures++
 	}
-	w.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("resending dead letter %d to output %q: %w", dl.ID, dl.Output, err)
-	}
-	return nil
+	return err
 }
 
 func deadLetterAlerts(dl state.DeadLetter) ([]vigil.Alert, error) {
