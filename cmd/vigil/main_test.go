@@ -48,6 +48,18 @@ func startMain(t *testing.T, events bool) (*Main, string) {
 	return m, dir
 }
 
+// queryRows returns the rows of `vigil query --json` output.
+func queryRows(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var rows []map[string]any
+	for _, l := range jsonLines(t, out) {
+		if r, ok := l["row"].(map[string]any); ok {
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
 // cli runs a vigil command as a user would and returns its standard output.
 func cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -126,12 +138,7 @@ func TestUpEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows []map[string]any
-	for _, l := range jsonLines(t, out) {
-		if r, ok := l["row"].(map[string]any); ok {
-			rows = append(rows, r)
-		}
-	}
+	rows := queryRows(t, out)
 	if len(rows) != 1 || rows[0]["pid"] != pid || rows[0]["name"] != "sleep" {
 		t.Fatalf("live query for pid %s returned %v (output %q)", pid, rows, out)
 	}

@@ -49,12 +49,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows []map[string]any
-	for _, l := range jsonLines(t, out) {
-		if r, ok := l["row"].(map[string]any); ok {
-			rows = append(rows, r)
-		}
-	}
+	rows := queryRows(t, out)
 	if len(rows) != 1 || rows[0]["pid"] != pid {
 		t.Fatalf("a live query through B returned %v (output %q)", rows, out)
 	}
