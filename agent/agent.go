@@ -122,16 +122,20 @@ var _ table.EventSource = (*event.Buffer)(nil)
 
 // Agent is one running agent.
 type Agent struct {
-	opts    Options
-	log     *slog.Logger // component=agent; tees WARN/ERROR to the status spool
-	teeLog  *slog.Logger // the same without a component, for sub-components
-	baseLog *slog.Logger // never tees (used by components that hold locks)
-	engine  *table.Engine
-	events  *event.Buffer
-	results *spool.Spool
-	status  *spool.Spool
-	client  *uplink // nil without a server
-	sched   *scheduler
+	opts Options
+	// heldNext holds the queries a held distributed/write brought back:
+	// the next poll answers them without reading. Only distributedLoop
+	// uses it.
+	heldNext map[string]string
+	log      *slog.Logger // component=agent; tees WARN/ERROR to the status spool
+	teeLog   *slog.Logger // the same without a component, for sub-components
+	baseLog  *slog.Logger // never tees (used by components that hold locks)
+	engine   *table.Engine
+	events   *event.Buffer
+	results  *spool.Spool
+	status   *spool.Spool
+	client   *uplink // nil without a server
+	sched    *scheduler
 
 	hostID     string
 	hostUUID   string

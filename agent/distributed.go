@@ -72,22 +72,35 @@ func (a *Agent) distributedOnce(ctx context.Context) (int, error) {
 		defer cancel()
 	}
 	var rd osquery.DistributedReadResponse
-	err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
-		return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
-	}, &rd)
-	if err != nil {
-		return 0, err
+	if a.heldNext != nil {
+		// The last write was held and came back with these.
+		rd.Queries, a.heldNext = a.heldNext, nil
+	} else {
+		err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
+			return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
+		}, &rd)
+		if err != nil {
+			return 0, err
+		}
 	}
 	if len(rd.Queries) == 0 {
 		return 0, nil
 	}
 	w := a.runDistributed(ctx, rd)
-	err = a.client.call(ctx, osquery.PathDistributedWrite, func(k string) any {
+	// A Vigil server holds the write as the next read (one request per
+	// query instead of two); osquery servers ignore vigil_wait_ms and
+	// answer {}, and the next poll reads as before.
+	w.VigilWait = wait
+	var wr osquery.DistributedWriteResponse
+	err := a.client.call(rctx, osquery.PathDistributedWrite, func(k string) any {
 		w.NodeKey = k
 		return w
-	}, nil)
+	}, &wr)
 	if err != nil {
 		return 0, err
+	}
+	if wr.VigilHeld && len(wr.Queries) > 0 {
+		a.heldNext = wr.Queries
 	}
 	return len(rd.Queries), nil
 }

@@ -223,10 +223,23 @@ func (s *Server) handleDistributedRead(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// Long poll (capability 1) only for agents that announced it.
+	queries, err := s.hold(w, r, h, req.VigilWait)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.fail(w, r, err)
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, osquery.DistributedReadResponse{Queries: queries})
+}
+
+// hold answers the host's pending queries, holding the request up to
+// waitMS (capability 1, only for agents that announced it) when there are
+// none.
+func (s *Server) hold(w http.ResponseWriter, r *http.Request, h vigil.Host, waitMS int) (map[string]string, error) {
 	var wait time.Duration
-	if h.LongPoll && req.VigilWait > 0 {
-		wait = min(time.Duration(req.VigilWait)*time.Millisecond, MaxLongPoll)
+	if h.LongPoll && waitMS > 0 {
+		wait = min(time.Duration(waitMS)*time.Millisecond, MaxLongPoll)
 		// The server's WriteTimeout must not cut a held request short.
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
 	}
@@ -242,16 +255,12 @@ func (s *Server) handleDistributedRead(w http.ResponseWriter, r *http.Request) {
 		s.stats.heldReads.Add(-1)
 	}
 	if err != nil {
-		if r.Context().Err() != nil {
-			return // the agent went away
-		}
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if queries == nil {
 		queries = map[string]string{}
 	}
-	writeJSON(w, http.StatusOK, osquery.DistributedReadResponse{Queries: queries})
+	return queries, nil
 }
 
 // pendingFor returns the queries waiting for a host, waiting up to wait
@@ -335,6 +344,25 @@ func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) 
 			s.fail(w, r, err)
 			return
 		}
+	}
+	// Vigil's long-polling agent asks for the write to be held as its next
+	// read; osquery gets {} as it expects.
+	// The status goes out before the hold: it tells the agent its answers
+	// are recorded.
+	if h.LongPoll && req.VigilWait > 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		queries, err := s.hold(w, r, h, req.VigilWait)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return // the agent went away
+			}
+			// Too late for an error status: the agent reads at its next poll.
+			s.logger.Error("holding a distributed write", "host_id", h.ID, "err", err)
+		}
+		json.NewEncoder(w).Encode(osquery.DistributedWriteResponse{Queries: queries, VigilHeld: true})
+		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
 }

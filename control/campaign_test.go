@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -304,5 +305,60 @@ func TestSubscribeCancel(t *testing.T) {
 	cancel() // twice is fine
 	if _, ok := <-ch; ok {
 		t.Error("channel open after cancel")
+	}
+}
+
+// Vigil's agent asks for its distributed/write to be held as its next
+// read: the answer is recorded first, then a query started while the
+// write is held comes back in its response. osquery's writes (no
+// vigil_wait_ms, or a host that did not announce long_poll) get {} at once.
+func TestWriteHeldAsNextRead(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	key, h := e.enroll("enroll_vigil.json")
+	first, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := e.readQueries(ctx, key, 0); q[first.ID] != "SELECT 1" {
+		t.Fatalf("read %v", q)
+	}
+	events, cancel := e.srv.Subscribe(first.ID)
+	defer cancel()
+	body, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key, VigilWait: 30_000,
+		Queries: map[string][]map[string]string{first.ID: {{"one": "1"}}}, Statuses: map[string]osquery.Int{first.ID: 0}})
+	got := make(chan response, 1)
+	go func() { got <- e.postCtx(ctx, osquery.PathDistributedWrite, body) }()
+	// The answer is recorded before the write is held.
+	evs := collect(t, events, 5*time.Second)
+	if last := evs[len(evs)-1]; last.Type != EventDone || last.Summary.OK != 1 {
+		t.Fatalf("first campaign ended with %+v while the write was held", last)
+	}
+	second, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{h.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		var wr osquery.DistributedWriteResponse
+		if r.status != 200 || json.Unmarshal(r.body, &wr) != nil || !wr.VigilHeld || wr.Queries[second.ID] != "SELECT 2" {
+			t.Fatalf("held write answered %d %s", r.status, r.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("held distributed/write not answered within 5 s of the next query starting")
+	}
+
+	// Plain osquery: no vigil_wait_ms, or no long_poll announced: {} at once.
+	plainKey, plain := e.enroll("enroll.json")
+	third, err := e.srv.StartCampaign(ctx, "alice", "SELECT 3", Target{Hosts: []string{plain.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.readQueries(ctx, plainKey, 0)
+	body, _ = json.Marshal(osquery.DistributedWriteRequest{NodeKey: plainKey, VigilWait: 30_000,
+		Queries: map[string][]map[string]string{third.ID: {{"three": "3"}}}, Statuses: map[string]osquery.Int{third.ID: 0}})
+	start := time.Now()
+	if r := e.post(osquery.PathDistributedWrite, body); r.status != 200 || string(bytes.TrimSpace(r.body)) != "{}" || time.Since(start) > 10*time.Second {
+		t.Fatalf("osquery's write answered %d %q after %v", r.status, r.body, time.Since(start))
 	}
 }

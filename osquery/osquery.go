@@ -176,6 +176,20 @@ type DistributedWriteRequest struct {
 	Queries  map[string][]map[string]string `json:"queries"`
 	Statuses map[string]Int                 `json:"statuses,omitempty"`
 	Messages map[string]string              `json:"messages,omitempty"`
+	// VigilWait, sent only by Vigil's long-polling agent, asks the server
+	// to hold the write open like a distributed/read once the results are
+	// recorded, and to answer with the next queries: one request per
+	// query instead of a write and then a read.
+	VigilWait int `json:"vigil_wait_ms,omitempty"`
+}
+
+// DistributedWriteResponse is the answer to distributed/write: {} for
+// osquery; a write held for Vigil's agent (VigilWait) says so with
+// VigilHeld and carries the queries that came while it was held.
+type DistributedWriteResponse struct {
+	Queries     map[string]string `json:"queries,omitempty"`
+	VigilHeld   bool              `json:"vigil_held,omitempty"`
+	NodeInvalid bool              `json:"node_invalid,omitempty"`
 }
 
 // Int is an integer that osquery sends as a JSON number or as a string,

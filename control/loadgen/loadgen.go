@@ -299,6 +299,45 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 	return err
 }
 
+// heldWrite sends a distributed/write the server holds as the next read.
+// The server sends its status once the answers are recorded: that is the
+// write's latency, and it completes under reqCtx; the hold that follows
+// ends with the run (runCtx). It returns the queries the hold brought.
+func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.DistributedWriteRequest) (map[string]string, error) {
+	b, err := json.Marshal(wr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(reqCtx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+osquery.PathDistributedWrite, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "osquery/5.12.1 (vigil loadgen)")
+	req.Header.Set("Authorization", "NodeKey "+a.key)
+	start := time.Now()
+	resp, err := a.client.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	a.g.rec.record(osquery.PathDistributedWrite, time.Since(start), err)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	stop := context.AfterFunc(runCtx, cancel) // the hold ends with the run
+	defer stop()
+	var out osquery.DistributedWriteResponse
+	if json.NewDecoder(resp.Body).Decode(&out) != nil || !out.VigilHeld || len(out.Queries) == 0 {
+		return nil, nil // the answers are recorded; the next poll reads
+	}
+	return out.Queries, nil
+}
+
 // newClient gives each simulated agent its own connection pool, as real
 // agents have: one shared transport made its mutex the bottleneck of the
 // simulation rather than the server. A long-polling agent speaks HTTP/2
@@ -371,21 +410,43 @@ func (a *simAgent) sendLog(ctx context.Context) error {
 }
 
 func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
+	var next map[string]string // queries a held write brought back
 	for ctx.Err() == nil {
 		req := osquery.NodeRequest{NodeKey: a.key}
 		if a.g.opts.LongPoll {
 			req.VigilWait = 30_000
 		}
 		var rr osquery.DistributedReadResponse
-		err := a.post(ctx, osquery.PathDistributedRead, req, &rr)
+		var err error
+		if next != nil {
+			rr.Queries, next = next, nil
+		} else {
+			err = a.post(ctx, osquery.PathDistributedRead, req, &rr)
+		}
 		if err == nil && len(rr.Queries) > 0 {
+			// As Vigil's agent: the write is held as the next read.
+			// A held write ends with the run (the server has recorded the
+			// answers before it holds); one not held finishes under reqCtx,
+			// which outlives the run.
+			hold, wctx := req.VigilWait, reqCtx
+			if hold > 0 {
+				wctx = ctx
+			}
 			wr := osquery.DistributedWriteRequest{NodeKey: a.key, Queries: map[string][]map[string]string{},
-				Statuses: map[string]osquery.Int{}}
+				Statuses: map[string]osquery.Int{}, VigilWait: hold}
 			for id := range rr.Queries {
 				wr.Queries[id] = []map[string]string{{"host": a.ident, "answer": "42"}}
 				wr.Statuses[id] = 0
 			}
-			if a.post(reqCtx, osquery.PathDistributedWrite, wr, nil) == nil {
+			if hold > 0 {
+				q, err := a.heldWrite(ctx, reqCtx, wr)
+				if err == nil {
+					a.g.answered.Add(int64(len(rr.Queries)))
+					next = q
+				}
+				continue
+			}
+			if a.post(wctx, osquery.PathDistributedWrite, wr, nil) == nil {
 				a.g.answered.Add(int64(len(rr.Queries)))
 			}
 			continue
