@@ -33,6 +33,10 @@ const (
 //
 //	1: distributed/read may be held open by the server (long poll) until a
 //	   query is pending or the wait the agent asked for has passed.
+//	   distributed/write with vigil_wait_ms is held the same way once
+//	   its answers are recorded (the status is sent first), and answers
+//	   with the next queries and vigil_held; a server that does not hold
+//	   it answers {} and the agent reads as before.
 const CapabilityVersion = 1
 
 // EnrollRequest is the body of POST /enroll.
