@@ -53,6 +53,17 @@ func nodeKey(r *http.Request, fromBody string) string {
 	return ""
 }
 
+// readNode reads a request body of at most limit bytes into req, then
+// resolves its node key (key points into req); ok false means the answer
+// has been written.
+func (s *Server) readNode(w http.ResponseWriter, r *http.Request, limit int64, req any, key *string) (vigil.Host, bool) {
+	if err := readJSON(r, limit, req); err != nil {
+		s.fail(w, r, err)
+		return vigil.Host{}, false
+	}
+	return s.authenticate(w, r, *key)
+}
+
 // authenticate resolves the node key; ok false means the answer (osquery's
 // node_invalid, which makes the agent enroll again) has been written.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, key string) (vigil.Host, bool) {
@@ -158,11 +169,7 @@ func hostFromEnroll(req osquery.EnrollRequest) vigil.Host {
 
 func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 	var req osquery.NodeRequest
-	if err := readJSON(r, s.opts.MaxOtherBodyBytes, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	h, ok := s.authenticate(w, r, req.NodeKey)
+	h, ok := s.readNode(w, r, s.opts.MaxOtherBodyBytes, &req, &req.NodeKey)
 	if !ok {
 		return
 	}
@@ -178,11 +185,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 	var req osquery.LogRequest
-	if err := readJSON(r, s.opts.MaxBodyBytes, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	h, ok := s.authenticate(w, r, req.NodeKey)
+	h, ok := s.readNode(w, r, s.opts.MaxBodyBytes, &req, &req.NodeKey)
 	if !ok {
 		return
 	}
@@ -215,11 +218,7 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleDistributedRead(w http.ResponseWriter, r *http.Request) {
 	var req osquery.NodeRequest
-	if err := readJSON(r, s.opts.MaxOtherBodyBytes, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	h, ok := s.authenticate(w, r, req.NodeKey)
+	h, ok := s.readNode(w, r, s.opts.MaxOtherBodyBytes, &req, &req.NodeKey)
 	if !ok {
 		return
 	}
@@ -315,11 +314,7 @@ func (s *Server) pendingFor(ctx context.Context, hostID string, wait time.Durati
 
 func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) {
 	var req osquery.DistributedWriteRequest
-	if err := readJSON(r, s.opts.MaxBodyBytes, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	h, ok := s.authenticate(w, r, req.NodeKey)
+	h, ok := s.readNode(w, r, s.opts.MaxBodyBytes, &req, &req.NodeKey)
 	if !ok {
 		return
 	}

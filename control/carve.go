@@ -44,11 +44,7 @@ type carveBlockRequest struct {
 
 func (s *Server) handleCarveBegin(w http.ResponseWriter, r *http.Request) {
 	var req carveBeginRequest
-	if err := readJSON(r, s.opts.MaxOtherBodyBytes, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	h, ok := s.authenticate(w, r, req.NodeKey)
+	h, ok := s.readNode(w, r, s.opts.MaxOtherBodyBytes, &req, &req.NodeKey)
 	if !ok {
 		return
 	}
