@@ -86,15 +86,7 @@ func TestConformance(t *testing.T) {
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func events(host string, from, n int) vigil.Batch {
-	var b vigil.Batch
-	for i := from; i < from+n; i++ {
-		b.Events = append(b.Events, vigil.Event{
-			ID: fmt.Sprintf("%s-%d", host, i), Table: "process_creation", HostID: host,
-			Time:   t0.Add(time.Duration(i) * time.Second),
-			Fields: map[string]any{"process_pid": int64(i), "process_executable": "/bin/sh", "hostname": host},
-		})
-	}
-	return b
+	return storetest.Events(host, from, n, t0, time.Second)
 }
 
 func TestReopenKeepsSeqAfterRetention(t *testing.T) {

@@ -565,3 +565,17 @@ func testBadQuery(t *testing.T, b Backend) {
 		t.Error("syntax error: no error")
 	}
 }
+
+// Events builds n process_creation events of host, numbered from from,
+// start plus i steps apart, for backends' own tests.
+func Events(host string, from, n int, start time.Time, step time.Duration) vigil.Batch {
+	var b vigil.Batch
+	for i := from; i < from+n; i++ {
+		b.Events = append(b.Events, vigil.Event{
+			ID: fmt.Sprintf("%s-%d", host, i), Table: "process_creation", HostID: host,
+			Time:   start.Add(time.Duration(i) * step),
+			Fields: map[string]any{"process_pid": int64(i), "process_executable": "/bin/sh", "hostname": host},
+		})
+	}
+	return b
+}
