@@ -424,21 +424,16 @@ func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
 			err = a.post(ctx, osquery.PathDistributedRead, req, &rr)
 		}
 		if err == nil && len(rr.Queries) > 0 {
-			// As Vigil's agent: the write is held as the next read.
-			// A held write ends with the run (the server has recorded the
-			// answers before it holds); one not held finishes under reqCtx,
-			// which outlives the run.
-			hold, wctx := req.VigilWait, reqCtx
-			if hold > 0 {
-				wctx = ctx
-			}
+			// As Vigil's agent, a long-polling agent has its write held as
+			// its next read (heldWrite); a plain one's write finishes under
+			// reqCtx, which outlives the run.
 			wr := osquery.DistributedWriteRequest{NodeKey: a.key, Queries: map[string][]map[string]string{},
-				Statuses: map[string]osquery.Int{}, VigilWait: hold}
+				Statuses: map[string]osquery.Int{}, VigilWait: req.VigilWait}
 			for id := range rr.Queries {
 				wr.Queries[id] = []map[string]string{{"host": a.ident, "answer": "42"}}
 				wr.Statuses[id] = 0
 			}
-			if hold > 0 {
+			if wr.VigilWait > 0 {
 				q, err := a.heldWrite(ctx, reqCtx, wr)
 				if err == nil {
 					a.g.answered.Add(int64(len(rr.Queries)))
@@ -446,7 +441,7 @@ func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
 				}
 				continue
 			}
-			if a.post(wctx, osquery.PathDistributedWrite, wr, nil) == nil {
+			if a.post(reqCtx, osquery.PathDistributedWrite, wr, nil) == nil {
 				a.g.answered.Add(int64(len(rr.Queries)))
 			}
 			continue
