@@ -185,7 +185,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 	var req osquery.LogRequest
-	h, ok := s.readNode(w, r, s.opts.MaxBodyBytes, &req, &req.NodeKey)
+	h, ok := s.readLog(w, r, &req)
 	if !ok {
 		return
 	}
