@@ -114,7 +114,9 @@ func (w *WAL) committer() {
 			}
 		}
 		timer.Stop()
-		w.commit(group, buf[:0])
+		if b := w.commit(group, buf[:0]); cap(b) <= keepCommitBuf {
+			buf = b // a group over CommitBytes grew it: keep the bigger one
+		}
 		for i := range group {
 			group[i] = nil
 		}
@@ -122,8 +124,13 @@ func (w *WAL) committer() {
 	}
 }
 
-// commit writes and fsyncs one group, then answers its requests.
-func (w *WAL) commit(group []*request, buf []byte) {
+// keepCommitBuf bounds the group buffer the committer keeps between
+// groups: big enough for the usual group plus a request of a few MiB.
+const keepCommitBuf = 8 << 20
+
+// commit writes and fsyncs one group, then answers its requests. It
+// returns buf, grown if the group needed it.
+func (w *WAL) commit(group []*request, buf []byte) []byte {
 	for _, r := range group {
 		buf = appendRecord(buf, r.payload)
 	}
@@ -154,6 +161,7 @@ func (w *WAL) commit(group []*request, buf []byte) {
 	for _, r := range group {
 		r.done <- err
 	}
+	return buf
 }
 
 // writeSync appends buf to the segment and fsyncs it. A failed write is
