@@ -70,6 +70,10 @@ type ResultRow struct {
 	Counter  int64  // osquery counter of the log line
 	Time     time.Time
 	Columns  map[string]string
+	// ColumnsJSON is Columns as store.EncodeColumns encodes them, when
+	// ingest had that text at hand (osquery's own JSON often is); "" when
+	// not. Stores use it to skip the encoding.
+	ColumnsJSON string
 }
 
 // Batch is what ingest hands to a store in one write: normalised events and

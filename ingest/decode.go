@@ -100,6 +100,19 @@ type resultRows struct {
 type rowSet struct {
 	action string
 	rows   []map[string]string
+	metas  []rowMeta // for each row, when the fast decoder read them
+	first  rowMeta   // for the row of an event-format line
+}
+
+// meta is what the decoder learnt about row i, if anything.
+func (s *rowSet) meta(i int) rowMeta {
+	if i < len(s.metas) {
+		return s.metas[i]
+	}
+	if i == 0 {
+		return s.first
+	}
+	return rowMeta{}
 }
 
 // DecodeResultLine decodes and validates one result log line in any of
@@ -129,7 +142,11 @@ func (d *lineDecoder) decodeResult(raw []byte) (resultRows, error) {
 	// either refuses is decoded again from scratch by encoding/json,
 	// which classifies the error and accepts numerics.
 	if err := d.decode(raw, &out.line); err == nil {
-		return validate(out)
+		out, err := validate(out)
+		if err == nil {
+			d.attachMeta(&out)
+		}
+		return out, err
 	}
 	out.line = osquery.ResultLine{}
 	if err := jsonv2.Unmarshal(raw, &out.line, fastOpts); err != nil {
@@ -141,6 +158,19 @@ func (d *lineDecoder) decodeResult(raw []byte) (resultRows, error) {
 		}
 	}
 	return validate(out)
+}
+
+// attachMeta hands what the fast decoder learnt about the rows of the
+// line it read to their sets, as validate made them.
+func (d *lineDecoder) attachMeta(r *resultRows) {
+	switch l := &r.line; {
+	case l.DiffResults != nil:
+		r.sets[0].metas, r.sets[1].metas = d.addedMeta, d.removedMeta
+	case l.Action == osquery.ActionSnapshot:
+		r.sets[0].metas = d.snapMeta
+	default:
+		r.sets[0].first = d.colsMeta
+	}
 }
 
 // classifyV1 turns an encoding/json error into a rejection, or decodes the
@@ -172,16 +202,16 @@ func validate(out resultRows) (resultRows, error) {
 	switch {
 	case l.DiffResults != nil:
 		out.sets = []rowSet{
-			{osquery.ActionAdded, l.DiffResults.Added},
-			{osquery.ActionRemoved, l.DiffResults.Removed},
+			{action: osquery.ActionAdded, rows: l.DiffResults.Added},
+			{action: osquery.ActionRemoved, rows: l.DiffResults.Removed},
 		}
 	case l.Action == osquery.ActionSnapshot:
-		out.sets = []rowSet{{osquery.ActionSnapshot, l.Snapshot}}
+		out.sets = []rowSet{{action: osquery.ActionSnapshot, rows: l.Snapshot}}
 	case l.Action == osquery.ActionAdded || l.Action == osquery.ActionRemoved:
 		if len(l.Columns) == 0 {
 			return out, reject(ReasonMissingCols, "query %q: %s line without columns", l.Name, l.Action)
 		}
-		out.sets = []rowSet{{l.Action, []map[string]string{l.Columns}}}
+		out.sets = []rowSet{{action: l.Action, rows: []map[string]string{l.Columns}}}
 	default:
 		return out, reject(ReasonUnknownAction, "query %q: action %q is not added, removed or snapshot and there are no diffResults", l.Name, l.Action)
 	}

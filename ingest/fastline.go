@@ -32,8 +32,25 @@ type lineDecoder struct {
 	refs []strRef          // where each string of the line lands in text
 	keys map[string]string // interned column names
 	tmp  []byte
+	raw  []byte // the line
 
-	lastCols int // columns of the last row
+	lastCols  int      // columns of the last row
+	lastNames []string // names of the last row in name order, shared
+
+	// What row learnt about the rows of the line (columns, snapshot,
+	// diffResults' added and removed).
+	colsMeta               rowMeta
+	snapMeta               []rowMeta
+	addedMeta, removedMeta []rowMeta
+}
+
+// rowMeta is what the decoder learns about a row on the way, to spare
+// the work of finding it again from the map. osquery writes columns in
+// name order, so for its rows names is set, and encoded too unless a
+// string needed escapes.
+type rowMeta struct {
+	names   []string // the row's names, ascending; nil if not in order
+	encoded string   // the row as store.EncodeColumns encodes it, or ""
 }
 
 // strRef says which string field a range of text fills.
@@ -64,6 +81,8 @@ func (d *lineDecoder) decode(raw []byte, line *osquery.ResultLine) error {
 	}
 	d.text = d.text[:0]
 	d.refs = d.refs[:0]
+	d.raw = raw
+	d.colsMeta, d.snapMeta, d.addedMeta, d.removedMeta = rowMeta{}, nil, nil, nil
 	d.dec.Reset(bytes.NewBuffer(raw), lineOpts...)
 	if err := d.line(line); err != nil {
 		return err
@@ -152,11 +171,11 @@ func (d *lineDecoder) line(l *osquery.ResultLine) error {
 		case kNumerics:
 			err = d.bool(&l.Numerics)
 		case kDecorations:
-			l.Decorations, err = d.row()
+			l.Decorations, _, err = d.row()
 		case kColumns:
-			l.Columns, err = d.row()
+			l.Columns, d.colsMeta, err = d.row()
 		case kSnapshot:
-			l.Snapshot, err = d.rows()
+			l.Snapshot, d.snapMeta, err = d.rows()
 		case kDiffResults:
 			l.DiffResults, err = d.diff()
 		}
@@ -199,12 +218,13 @@ func (d *lineDecoder) diff() (*osquery.DiffResults, error) {
 			return nil, err
 		}
 		var dst *[]map[string]string
+		var meta *[]rowMeta
 		var bit int
 		switch string(key) {
 		case "added":
-			dst, bit = &out.Added, 1
+			dst, meta, bit = &out.Added, &d.addedMeta, 1
 		case "removed":
-			dst, bit = &out.Removed, 2
+			dst, meta, bit = &out.Removed, &d.removedMeta, 2
 		default:
 			if d.knownFold(key) {
 				return nil, errFallback
@@ -218,7 +238,7 @@ func (d *lineDecoder) diff() (*osquery.DiffResults, error) {
 			return nil, errFallback
 		}
 		seen |= bit
-		if *dst, err = d.rows(); err != nil {
+		if *dst, *meta, err = d.rows(); err != nil {
 			return nil, err
 		}
 	}
@@ -226,37 +246,40 @@ func (d *lineDecoder) diff() (*osquery.DiffResults, error) {
 }
 
 // rows reads an array of rows, or null.
-func (d *lineDecoder) rows() ([]map[string]string, error) {
+func (d *lineDecoder) rows() ([]map[string]string, []rowMeta, error) {
 	if d.dec.PeekKind() == 'n' {
 		_, err := d.dec.ReadToken()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := d.open('['); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := []map[string]string{}
+	var metas []rowMeta
 	for d.dec.PeekKind() != ']' {
 		if d.dec.PeekKind() != '{' {
-			return nil, errFallback
+			return nil, nil, errFallback
 		}
-		r, err := d.row()
+		r, meta, err := d.row()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, r)
+		metas = append(metas, meta)
 	}
-	return out, d.close()
+	return out, metas, d.close()
 }
 
 // row reads an object of string values, or null.
-func (d *lineDecoder) row() (map[string]string, error) {
+func (d *lineDecoder) row() (map[string]string, rowMeta, error) {
 	if d.dec.PeekKind() == 'n' {
 		_, err := d.dec.ReadToken()
-		return nil, err
+		return nil, rowMeta{}, err
 	}
 	if err := d.open('{'); err != nil {
-		return nil, err
+		return nil, rowMeta{}, err
 	}
+	start := int(d.dec.InputOffset()) - 1 // the '{'
 	// Rows of a query have the same columns: size the map like the last.
 	m := make(map[string]string, max(d.lastCols, 1))
 	type pending struct {
@@ -265,41 +288,142 @@ func (d *lineDecoder) row() (map[string]string, error) {
 	}
 	var stack [32]pending
 	vals := stack[:0]
+	// Whether the row's JSON is what EncodeColumns writes: names in
+	// order, escapes as it writes them, no spaces (checked by length).
+	sorted, canonical, escapes, rawLen := true, true, false, 0
 	for d.dec.PeekKind() != '}' {
 		key, err := d.rawString()
 		if err != nil {
-			return nil, err
+			return nil, rowMeta{}, err
+		}
+		if quoted(key) {
+			escapes = true
+			canonical = canonical && canonicalEscapes(key)
+			rawLen += len(key)
+		} else {
+			rawLen += len(key) + 2
 		}
 		k, ok := d.keys[string(key)]
 		if !ok {
 			if k, err = d.unquote(key); err != nil {
-				return nil, err
+				return nil, rowMeta{}, err
 			}
 			if len(d.keys) < maxInternedKeys {
 				d.keys[k] = k
 			}
 		}
+		if len(vals) > 0 && k <= vals[len(vals)-1].key {
+			sorted = false
+		}
 		lo := len(d.text)
-		if err := d.appendString(); err != nil {
-			return nil, err
+		v, err := d.rawString()
+		if err != nil {
+			return nil, rowMeta{}, err
+		}
+		if quoted(v) {
+			escapes = true
+			canonical = canonical && canonicalEscapes(v)
+			rawLen += len(v)
+			if d.text, err = jsontext.AppendUnquote(d.text, v); err != nil {
+				d.text = d.text[:lo]
+				return nil, rowMeta{}, errFallback
+			}
+		} else {
+			rawLen += len(v) + 2
+			d.text = append(d.text, v...)
 		}
 		vals = append(vals, pending{k, lo, len(d.text)})
 	}
 	if err := d.close(); err != nil {
-		return nil, err
+		return nil, rowMeta{}, err
 	}
-	// Values slice one string made for this row (the line's text may
-	// still grow, so it cannot be the line's).
-	if len(vals) > 0 {
-		lo := vals[0].lo
-		all := string(d.text[lo:])
-		for _, v := range vals {
-			m[v.key] = all[v.lo-lo : v.hi-lo]
+	end := int(d.dec.InputOffset())
+	var meta rowMeta
+	if n := len(vals); n > 0 {
+		canonical = canonical && sorted && end-start == 2+rawLen+n+n-1 // braces, colons, commas
+		// Values slice one string made for this row (the line's text may
+		// still grow, so it cannot be the line's): the row's JSON itself
+		// when that is the encoding and holds the values as they are.
+		textStart := vals[0].lo
+		var all string
+		switch {
+		case canonical && !escapes:
+			all = string(d.raw[start:end])
+			meta.encoded = all
+			pos := 1
+			for i, v := range vals {
+				pos += len(v.key) + 4 // "key":"
+				vals[i].lo, vals[i].hi = pos, pos+v.hi-v.lo
+				pos = vals[i].hi + 2 // ",
+			}
+		case canonical:
+			meta.encoded = string(d.raw[start:end])
+			fallthrough
+		default:
+			all = string(d.text[textStart:])
+			for i := range vals {
+				vals[i].lo -= textStart
+				vals[i].hi -= textStart
+			}
 		}
-		d.text = d.text[:lo]
+		for _, v := range vals {
+			m[v.key] = all[v.lo:v.hi]
+		}
+		d.text = d.text[:textStart]
+		if sorted {
+			meta.names = d.shape(n, func(i int) string { return vals[i].key })
+		}
 	}
 	d.lastCols = len(m)
-	return m, nil
+	return m, meta, nil
+}
+
+// quoted reports whether rawString returned a string still quoted (it had
+// escapes).
+func quoted(b []byte) bool { return len(b) > 0 && b[0] == '"' }
+
+// canonicalEscapes reports whether the escapes of a quoted JSON string are
+// those store.EncodeColumns writes: \" \\ \n \r \t, and \u00xx (lower-case
+// hex) for other control characters.
+func canonicalEscapes(q []byte) bool {
+	for i := 1; i < len(q)-1; i++ {
+		if q[i] != '\\' {
+			continue
+		}
+		i++
+		switch q[i] {
+		case '"', '\\', 'n', 'r', 't':
+		case 'u':
+			if i+4 >= len(q) || q[i+1] != '0' || q[i+2] != '0' || (q[i+3] != '0' && q[i+3] != '1') || !isLowerHex(q[i+4]) {
+				return false
+			}
+			if c := q[i+4]; q[i+3] == '0' && (c == '9' || c == 'a' || c == 'd') {
+				return false // \t, \n, \r: written short
+			}
+			i += 4
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+// shape returns the n names key gives, as a slice shared with the last
+// row when its names were the same (rows of one query share them).
+func (d *lineDecoder) shape(n int, key func(int) string) []string {
+	same := len(d.lastNames) == n
+	for i := 0; same && i < n; i++ {
+		same = d.lastNames[i] == key(i)
+	}
+	if !same {
+		d.lastNames = make([]string, n)
+		for i := range n {
+			d.lastNames[i] = key(i)
+		}
+	}
+	return d.lastNames
 }
 
 func (d *lineDecoder) open(delim byte) error {

@@ -3,9 +3,11 @@ package ingest
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/vigilhq/vigil/osquery"
+	"github.com/vigilhq/vigil/store"
 )
 
 // FuzzDecodeLine checks that no input panics the decoders, that every
@@ -16,6 +18,8 @@ func FuzzDecodeLine(f *testing.F) {
 	f.Add([]byte(`{"diffResults":{"added":[{"a":"1"}],"removed":null},"name":"q","calendarTime":"Mon May  2 22:27:32 2016 UTC"}`))
 	f.Add([]byte(`{"name":"a","NAME":"b","action":"added","columns":{"x":"1"},"Columns":{"y":"2"},"unixTime":1,"UnixTime":"2"}`))
 	f.Add([]byte(`{"name":"a","action":"added","columns":{"x":"1","x":"2"},"unixTime":1}`))
+	f.Add([]byte(`{"name":"q","action":"snapshot","snapshot":[{"a":"1","b":"2"},{"a":"3","b":"\u00e9"},{"b":"1","a":"2"}],"unixTime":1}`))
+	f.Add([]byte(`{"name":"q","action":"added","columns":{"a":"1", "b":"2"},"unixTime":1}`))
 	f.Add([]byte("{\"name\":\"\xff\",\"action\":\"added\",\"columns\":{\"x\":\"\xfe\"},\"unixTime\":1}"))
 	known := map[string]bool{ReasonMalformed: true, ReasonFieldType: true, ReasonMissingName: true, ReasonUnknownAction: true,
 		ReasonMissingCols: true, ReasonMissingTime: true, ReasonBadStatus: true}
@@ -41,6 +45,7 @@ func FuzzDecodeLine(f *testing.F) {
 					}
 				}
 			}
+			checkMetas(t, r)
 			if r.line.Name == "" || r.time.IsZero() || len(r.sets) == 0 {
 				t.Fatalf("accepted line without name, time or rows: %+v", r)
 			}
@@ -75,4 +80,28 @@ func FuzzDecodeLine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkMetas: what the decoder says it learnt about a row is true of the
+// row: its names in order, its encoding as EncodeColumns writes it.
+func checkMetas(t *testing.T, r resultRows) {
+	t.Helper()
+	for i := range r.sets {
+		for j, row := range r.sets[i].rows {
+			m := r.sets[i].meta(j)
+			if m.encoded != "" && m.encoded != store.EncodeColumns(row) {
+				t.Fatalf("set %d row %d: encoded %s, EncodeColumns %s", i, j, m.encoded, store.EncodeColumns(row))
+			}
+			if m.names != nil {
+				keys := make([]string, 0, len(row))
+				for k := range row {
+					keys = append(keys, k)
+				}
+				slices.Sort(keys)
+				if !slices.Equal(keys, m.names) {
+					t.Fatalf("set %d row %d: names %q, keys %q", i, j, m.names, keys)
+				}
+			}
+		}
+	}
 }

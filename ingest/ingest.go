@@ -360,12 +360,19 @@ func (n *normaliser) line(raw []byte, b *vigil.Batch) error {
 	ref := n.lookup(r.line.Name)
 	l := &r.line
 	epoch, counter := int64(l.Epoch), int64(l.Counter)
-	for _, set := range r.sets {
+	for k := range r.sets {
+		set := &r.sets[k]
 		for idx, row := range set.rows {
-			id := schema.EventID(n.host.ID, l.Name, epoch, counter, set.action, idx, row)
+			meta := set.meta(idx)
+			var id string
+			if meta.names != nil {
+				id = schema.EventIDSorted(n.host.ID, l.Name, epoch, counter, set.action, idx, meta.names, row)
+			} else {
+				id = schema.EventID(n.host.ID, l.Name, epoch, counter, set.action, idx, row)
+			}
 			b.Results = append(b.Results, vigil.ResultRow{
 				ID: id, HostID: n.host.ID, Hostname: n.host.Hostname, Query: l.Name, Action: set.action,
-				Time: r.time, Epoch: epoch, Counter: counter, Columns: row,
+				Time: r.time, Epoch: epoch, Counter: counter, Columns: row, ColumnsJSON: meta.encoded,
 			})
 			if !ref.ok || set.action == osquery.ActionRemoved {
 				continue

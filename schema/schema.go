@@ -155,6 +155,19 @@ var ResultsColumns = []Column{
 // the row's content is part of the id so that an agent whose counter starts
 // again cannot make two different rows collide.
 func EventID(hostID, query string, epoch, counter int64, action string, index int, row map[string]string) string {
+	var keyStack [32]string
+	keys := keyStack[:0]
+	for k := range row {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return EventIDSorted(hostID, query, epoch, counter, action, index, keys, row)
+}
+
+// EventIDSorted is EventID for a caller that has the row's column names in
+// order already (a decoder reading osquery's lines, whose columns are in
+// name order): names must be exactly the keys of row, ascending.
+func EventIDSorted(hostID, query string, epoch, counter int64, action string, index int, names []string, row map[string]string) string {
 	// The hashed bytes are, for each part, its length (8 bytes little
 	// endian) then its bytes: host, query, epoch, counter, action, index
 	// (decimal), then each column name and value in name order. They are
@@ -177,13 +190,7 @@ func EventID(hostID, query string, epoch, counter int64, action string, index in
 	b = putInt(b, counter)
 	b = put(b, action)
 	b = putInt(b, int64(index))
-	var keyStack [32]string
-	keys := keyStack[:0]
-	for k := range row {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range names {
 		b = put(b, k)
 		b = put(b, row[k])
 	}

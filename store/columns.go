@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/vigilhq/vigil"
 )
 
 // EncodeColumns encodes a raw result row for the columns column of the
@@ -85,6 +87,15 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// ResultColumns is r's columns encoded by EncodeColumns: r.ColumnsJSON
+// when ingest set it.
+func ResultColumns(r *vigil.ResultRow) string {
+	if r.ColumnsJSON != "" {
+		return r.ColumnsJSON
+	}
+	return EncodeColumns(r.Columns)
 }
 
 // DecodeColumns decodes what EncodeColumns produced.

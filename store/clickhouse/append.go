@@ -175,7 +175,7 @@ func (s *Store) stage(b vigil.Batch) ([]*staged, error) {
 		row[t.index[store.ColEventTime]] = epochIfZero(r.Time)
 		row[t.index["query_name"]] = r.Query
 		row[t.index["action"]] = r.Action
-		row[t.index["columns"]] = store.EncodeColumns(r.Columns)
+		row[t.index["columns"]] = store.ResultColumns(&r)
 		row[t.index["epoch"]] = r.Epoch
 		row[t.index["counter"]] = r.Counter
 		if r.Hostname != "" {

@@ -325,7 +325,8 @@ func (s *Store) stageEvents(events []vigil.Event) ([]*stagedRows, error) {
 		if !ok || name == schema.ResultsTable {
 			return nil, fmt.Errorf("duckdb: append: unknown event table %q: %w", name, vigil.ErrInvalid)
 		}
-		st := &stagedRows{t: t, ids: map[string]struct{}{}}
+		// Most batches hold one event table: size for all of them.
+		st := &stagedRows{t: t, ids: make(map[string]struct{}, len(events))}
 		by[name] = st
 		out = append(out, st)
 		return st, nil
@@ -380,7 +381,7 @@ func (s *Store) stageResults(results []vigil.ResultRow) (*stagedRows, error) {
 		row[timeCol] = box.time(r.Time)
 		row[queryCol] = box.str(r.Query)
 		row[actionCol] = box.str(r.Action)
-		row[colsCol] = store.EncodeColumns(r.Columns)
+		row[colsCol] = store.ResultColumns(&r)
 		row[epochCol] = r.Epoch
 		row[counterCol] = r.Counter
 		if r.Hostname != "" {
