@@ -4,7 +4,7 @@ package main
 // control plane (called in-process with ServeHTTP: no TLS or sockets, so
 // the numbers are the server's own work):
 //
-//	go test ./cmd/vigil ./ingest -run '^$' -bench 'Ingest|RawAppender' -benchtime 1x
+//	go test -p 1 ./cmd/vigil ./ingest -run '^$' -bench 'Ingest|RawAppender' -benchtime 5x
 //
 // BenchmarkIngestAccept      accept + decode the request + WAL group commit (no store)
 // BenchmarkIngestDuckDB      the same, drained end to end into DuckDB
@@ -14,8 +14,13 @@ package main
 //
 // Each reports events/s and events/cpu-s (process CPU time, user+system,
 // over the timed part: the machine is shared, so wall-clock rates move with
-// the neighbours' load). The raw DuckDB Appender rate to compare with is
-// ingest's BenchmarkRawAppender100k, run in the same command above.
+// the neighbours' load). The raw DuckDB Appender rates to compare with
+// are ingest's, run in the same command above (-p 1: one package at a
+// time): BenchmarkRawAppenderSteady100k appends every op into one file as
+// BenchmarkIngestDuckDB does, DuckDB's checkpoints included;
+// BenchmarkRawAppender100k into a fresh file per op, its checkpoint not
+// timed. The lines are process_events rows with columns in name order, as
+// osquery writes them.
 // VIGIL_BENCH_EVENTS sets events per op (default 100,000);
 // VIGIL_BENCH_RSS_EVENTS the events of the RSS run (default 200,000; the
 // issue's 10M-event run is VIGIL_BENCH_RSS_EVENTS=10000000);

@@ -329,13 +329,14 @@ func faultLine(agent, counter, row int) json.RawMessage {
 	b = strconv.AppendInt(b, at, 10)
 	b = append(b, `,"epoch":1,"counter":`...)
 	b = strconv.AppendInt(b, int64(counter), 10)
-	b = append(b, `,"numerics":false,"action":"added","columns":{"pid":"`...)
+	// Columns in name order, as osquery writes them.
+	b = append(b, `,"numerics":false,"action":"added","columns":{"cmdline":"/usr/bin/python3 -c 'import os; os.system(\"id `...)
 	b = strconv.AppendInt(b, int64(row), 10)
-	b = append(b, `","path":"/usr/bin/python3","cmdline":"/usr/bin/python3 -c 'import os; os.system(\"id `...)
+	b = append(b, `\")'","cwd":"/home/u","egid":"1000","euid":"1000","gid":"1000","parent":"1","path":"/usr/bin/python3","pid":"`...)
 	b = strconv.AppendInt(b, int64(row), 10)
-	b = append(b, `\")'","parent":"1","uid":"1000","euid":"1000","gid":"1000","egid":"1000","cwd":"/home/u","time":"`...)
+	b = append(b, `","syscall":"execve","time":"`...)
 	b = strconv.AppendInt(b, at, 10)
-	b = append(b, `","syscall":"execve"}}`...)
+	b = append(b, `","uid":"1000"}}`...)
 	return b
 }
 
