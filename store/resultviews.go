@@ -375,15 +375,17 @@ func (rv ResultView) KeysJSON() (string, error) {
 }
 
 // CreateEach creates views with create and records each one created.
-// Failures are logged, not returned: the view comes back from Observe
-// with the next rows of its query.
-func (v *ResultViews) CreateEach(ctx context.Context, views []ResultView, log *slog.Logger, create func(context.Context, ResultView) error) {
+// Failures are logged and counted: the view comes back from Observe with
+// the next rows of its query.
+func (v *ResultViews) CreateEach(ctx context.Context, views []ResultView, log *slog.Logger, create func(context.Context, ResultView) error) (failed int) {
 	for _, rv := range views {
 		if err := create(ctx, rv); err != nil {
 			log.Error("creating a result view", "view", rv.Name, "query", rv.Query, "err", err)
+			failed++
 			continue
 		}
 		v.Created(rv)
 		log.Debug("result view", "view", rv.Name, "query", rv.Query, "columns", len(rv.Columns))
 	}
+	return failed
 }

@@ -120,6 +120,14 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 		return err
 	}
 	if res != nil {
+		if len(res.views) > 0 {
+			// Until its views exist, the batch's first result seq is kept:
+			// a crash before they are made is caught up at the next open.
+			if _, err := s.conn.ExecContext(ctx, `INSERT OR IGNORE INTO `+metaTable+` VALUES (?, ?)`,
+				viewsDueKey, fmt.Sprint(res.rows.t.seq+1)); err != nil {
+				return fmt.Errorf("duckdb: append: %w", err)
+			}
+		}
 		if err := put(res.rows); err != nil {
 			return err
 		}
@@ -132,7 +140,9 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 		t.seq = seq
 	}
 	if res != nil {
-		s.createViews(ctx, res.views)
+		if len(res.views) > 0 && s.createViews(ctx, res.views) == 0 {
+			s.viewsDone(ctx)
+		}
 	}
 	s.log.Debug("append", "rows", b.Len(), "convert", start.Sub(t0), "dedupe", dedupe, "total", time.Since(start))
 	return nil

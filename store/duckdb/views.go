@@ -2,8 +2,11 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/vigilhq/vigil/schema"
@@ -15,7 +18,9 @@ import (
 // column ("columns"->>'pid'), for one query name. They are created after
 // the append that brings a query's first rows or a new column name, on the
 // writer connection; a failure is logged and retried with the next append.
-// schema.ResultViewsTable keeps what exists across restarts.
+// schema.ResultViewsTable keeps what exists across restarts, and a mark in
+// vigil_meta (viewsDueKey) the rows whose views a crash may have left
+// unmade.
 
 // initViews creates the catalogue, loads it and, when the file comes from
 // a schema version without views, creates the views of the rows it holds.
@@ -46,43 +51,96 @@ func (s *Store) initViews(ctx context.Context, fromVersion int) error {
 		return fmt.Errorf("reading %s: %w", schema.ResultViewsTable, err)
 	}
 	if fromVersion == 0 || fromVersion >= 2 {
-		return nil
+		return s.catchUpViews(ctx)
 	}
 	// A store from before views: one pass over the results table finds
 	// every query and column name.
-	seed, err := s.conn.QueryContext(ctx, `SELECT DISTINCT query_name, unnest(json_keys("columns")) FROM `+quoteIdent(schema.ResultsTable))
+	n, _, err := s.seedViews(ctx, `SELECT DISTINCT query_name, unnest(json_keys("columns")) FROM `+quoteIdent(schema.ResultsTable))
 	if err != nil {
-		return fmt.Errorf("reading the column names of %s: %w", schema.ResultsTable, err)
+		return err
+	}
+	s.log.Info("created result views of existing rows", "queries", n)
+	return nil
+}
+
+// createViews creates or replaces views on the writer connection; s.mu
+// is held (or the store is opening). Failures are logged and counted: the
+// view comes back from Observe with the next rows of its query.
+func (s *Store) createViews(ctx context.Context, views []store.ResultView) (failed int) {
+	return s.views.CreateEach(ctx, views, s.log, s.createView)
+}
+
+// viewsDueKey is the vigil_meta key of the first query_results seq whose
+// views may be missing: set in the transaction of an append that calls
+// for new views, removed once they all exist. A crash in between leaves
+// it for catchUpViews.
+const viewsDueKey = "views_due_from_seq"
+
+// viewsDone removes the views-due mark; on failure it stays and the next
+// open looks again (at a few rows more than needed).
+func (s *Store) viewsDone(ctx context.Context) {
+	if _, err := s.conn.ExecContext(ctx, `DELETE FROM `+metaTable+` WHERE key = ?`, viewsDueKey); err != nil {
+		s.log.Warn("clearing the result views mark", "err", err)
+	}
+}
+
+// catchUpViews makes the views of the rows from the views-due mark on, if
+// there is one: the views an append called for before a crash took the
+// process. Only those rows are read.
+func (s *Store) catchUpViews(ctx context.Context) error {
+	var from sql.NullString
+	err := s.conn.QueryRowContext(ctx, `SELECT value FROM `+metaTable+` WHERE key = ?`, viewsDueKey).Scan(&from)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the result views mark: %w", err)
+	}
+	seq, err := strconv.ParseInt(from.String, 10, 64)
+	if err != nil {
+		s.log.Warn("unreadable result views mark: looking at every row", "value", from.String)
+		seq = 0
+	}
+	n, failed, err := s.seedViews(ctx, `SELECT DISTINCT query_name, unnest(json_keys("columns")) FROM `+
+		quoteIdent(schema.ResultsTable)+` WHERE seq >= ?`, seq)
+	if err != nil {
+		return err
+	}
+	s.log.Info("made the result views an interrupted append called for", "queries", n, "from_seq", seq, "failed", failed)
+	if failed == 0 {
+		s.viewsDone(ctx)
+	}
+	return nil
+}
+
+// seedViews runs q, which yields (query name, column name) pairs, and
+// creates the views they call for.
+func (s *Store) seedViews(ctx context.Context, q string, args ...any) (queries, failed int, err error) {
+	rows, err := s.conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the column names of %s: %w", schema.ResultsTable, err)
 	}
 	byQuery := map[string][]string{}
 	var order []string
-	for seed.Next() {
+	for rows.Next() {
 		var q, k string
-		if err := seed.Scan(&q, &k); err != nil {
-			seed.Close()
-			return fmt.Errorf("reading the column names of %s: %w", schema.ResultsTable, err)
+		if err := rows.Scan(&q, &k); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("reading the column names of %s: %w", schema.ResultsTable, err)
 		}
 		if byQuery[q] == nil {
 			order = append(order, q)
 		}
 		byQuery[q] = append(byQuery[q], k)
 	}
-	seed.Close()
-	if err := seed.Err(); err != nil {
-		return fmt.Errorf("reading the column names of %s: %w", schema.ResultsTable, err)
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("reading the column names of %s: %w", schema.ResultsTable, err)
 	}
 	for _, q := range order {
-		s.createViews(ctx, s.views.Seed(q, byQuery[q]))
+		failed += s.createViews(ctx, s.views.Seed(q, byQuery[q]))
 	}
-	s.log.Info("created result views of existing rows", "queries", len(order))
-	return nil
-}
-
-// createViews creates or replaces views on the writer connection; s.mu
-// is held (or the store is opening). Failures are logged: the view comes
-// back from Observe with the next rows of its query.
-func (s *Store) createViews(ctx context.Context, views []store.ResultView) {
-	s.views.CreateEach(ctx, views, s.log, s.createView)
+	return len(order), failed, nil
 }
 
 func (s *Store) createView(ctx context.Context, rv store.ResultView) (err error) {
