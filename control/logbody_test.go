@@ -19,7 +19,7 @@ var logBodies = []string{
 	`{"node_key":"k","log_type":"result","data":null}`,
 	`{"node_key":null,"log_type":"result"}`,
 	`{"node_key":"a","node_key":"b","data":[1],"data":[2,3]}`, // the last wins
-	`{"NODE_KEY":"k","Log_Type":"result","DATA":[{}]}`,       // names match without case
+	`{"NODE_KEY":"k","Log_Type":"result","DATA":[{}]}`,        // names match without case
 	`{"node_key":"k","extra":{"x":[1,{"y":null}]},"data":[{"x":"\u00e9\n"}]}`,
 	`{"node_key":"k\u0000\"","data":[]}`,
 	`{"node_key":"k","data":[{"x":"\xff"}]}`, // invalid UTF-8: kept as it is
