@@ -97,6 +97,17 @@ type drainBatch struct {
 	all   vigil.Batch
 	lines int
 	next  wal.Pos
+	// write appends all when the store converted it ahead (preparer);
+	// prepErr is why it could not.
+	write   func(context.Context) error
+	prepErr error
+}
+
+// preparer is a store that converts a batch ahead of writing it
+// (store/duckdb): the drainer's reader converts the next batch while the
+// store writes the current one.
+type preparer interface {
+	Prepare(vigil.Batch) (func(context.Context) error, error)
 }
 
 func (i *Ingester) decodeRecords(recs [][]byte) *drainBatch {
@@ -132,13 +143,24 @@ func (i *Ingester) decodeRecords(recs [][]byte) *drainBatch {
 		r1, e1 := len(d.all.Results), len(d.all.Events)
 		p.batch = vigil.Batch{Results: d.all.Results[r0:r1:r1], Events: d.all.Events[e0:e1:e1]}
 	}
+	if p, ok := i.app.(preparer); ok && d.all.Len() > 0 {
+		d.write, d.prepErr = p.Prepare(d.all)
+	}
 	return d
 }
 
 // drain appends a decoded WAL read; it returns only when the store has it
 // (or refused parts of it as invalid), or with ctx's error.
 func (i *Ingester) drain(ctx context.Context, d *drainBatch) error {
-	err := i.appendRetry(ctx, d.all)
+	var err error
+	switch {
+	case d.write != nil:
+		err = i.retry(ctx, d.all.Len(), d.write)
+	case errors.Is(d.prepErr, vigil.ErrInvalid):
+		err = d.prepErr // retried request by request below
+	default:
+		err = i.appendRetry(ctx, d.all)
+	}
 	if err == nil {
 		if d.all.Len() > 0 {
 			i.stats.add(&stats{appended: int64(d.all.Len()), appendedLines: int64(d.lines), lastAppended: i.now()})
@@ -170,14 +192,20 @@ func (i *Ingester) appendRetry(ctx context.Context, b vigil.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
+	return i.retry(ctx, b.Len(), func(ctx context.Context) error { return i.app.Append(ctx, b) })
+}
+
+// retry calls write, which appends rows, until it succeeds, fails with
+// ErrInvalid or ctx ends, with backoff.
+func (i *Ingester) retry(ctx context.Context, rows int, write func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
-		err := i.app.Append(ctx, b)
+		err := write(ctx)
 		if err == nil || errors.Is(err, vigil.ErrInvalid) {
 			return err
 		}
 		i.stats.add(&stats{unavailable: 1})
-		i.log.Warn("store append failed; retrying", "rows", b.Len(), "in", backoff, "err", err)
+		i.log.Warn("store append failed; retrying", "rows", rows, "in", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

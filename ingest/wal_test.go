@@ -195,3 +195,90 @@ func TestDrainerRetriesAndIsolatesInvalid(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// preparingStore is a store that converts batches ahead (as store/duckdb
+// does): conversion refuses poison rows, writes fail for a while.
+type preparingStore struct {
+	mu       sync.Mutex
+	stored   map[string]bool
+	prepared int
+	fails    atomic.Int32
+}
+
+func (s *preparingStore) check(b vigil.Batch) error {
+	for _, r := range b.Results {
+		if r.HostID == "poison" {
+			return fmt.Errorf("bad row: %w", vigil.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func (s *preparingStore) write(b vigil.Batch) error {
+	if s.fails.Add(-1) >= 0 {
+		return errors.New("transient")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range b.Results {
+		s.stored[r.HostID+"/"+r.ID] = true
+	}
+	return nil
+}
+
+func (s *preparingStore) Prepare(b vigil.Batch) (func(context.Context) error, error) {
+	s.mu.Lock()
+	s.prepared++
+	s.mu.Unlock()
+	if err := s.check(b); err != nil {
+		return nil, err
+	}
+	return func(context.Context) error { return s.write(b) }, nil
+}
+
+func (s *preparingStore) Append(_ context.Context, b vigil.Batch) error {
+	if err := s.check(b); err != nil {
+		return err
+	}
+	return s.write(b)
+}
+
+// TestDrainerPreparedBatches: with a store that converts ahead, the
+// drainer writes what the reader converted, retries failed writes, and
+// when the conversion refuses a batch, appends it request by request so
+// that only the refused request is dropped.
+func TestDrainerPreparedBatches(t *testing.T) {
+	for _, poison := range []bool{false, true} {
+		s := &preparingStore{stored: map[string]bool{}}
+		s.fails.Store(2)
+		w := openWAL(t, t.TempDir(), wal.Options{CommitInterval: 20 * time.Millisecond})
+		ing := ingest.New(ingest.Options{WAL: w, Appender: s})
+		hosts := []string{"a", "b"}
+		if poison {
+			hosts = append(hosts, "poison")
+		}
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			wg.Go(func() {
+				if err := ing.Log(context.Background(), vigil.Host{ID: h}, "result", []json.RawMessage{procLine("q", 1, 1, "x")}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		runDrainer(t, ing)
+		waitDrained(t, ing)
+		s.mu.Lock()
+		if len(s.stored) != 2 || s.prepared == 0 {
+			t.Errorf("poison %v: stored %v after %d conversions, want the rows of a and b", poison, s.stored, s.prepared)
+		}
+		s.mu.Unlock()
+		want := int64(0)
+		if poison {
+			want = 1
+		}
+		if st := ing.Stats(); st.StoreRejected != want || st.Unavailable < 2 || st.RowsAppended != 2 {
+			t.Errorf("poison %v: stats %+v", poison, st)
+		}
+	}
+}

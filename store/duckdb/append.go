@@ -49,39 +49,66 @@ func (r *stagedRows) add(id string, row []driver.Value, at time.Time) {
 // batch order. A batch with an invalid row (unknown table or column, value
 // of the wrong type, empty id) is rejected whole with vigil.ErrInvalid.
 //
-// How: the batch's ids go through the Appender into a temporary table on
-// the writer connection; one join against the table finds those already
-// stored; then, inside the transaction, the new rows go through the
-// Appender straight into the table with seq numbered in Go. DuckDB's
-// Appender writes into the connection's open transaction, so readers see
-// the whole batch or none of it, and each row is copied once. After the
-// commit, the result views that the batch's query and column names call
-// for are created or replaced (views.go).
+// How: the rows are converted to the tables' column order (Prepare);
+// then, under the writer's lock and in one transaction, each table's
+// batch ids go through the Appender into a temporary table on the writer
+// connection, one join against the table finds those already stored, and
+// the new rows go through the Appender straight into the table with seq
+// numbered in Go. DuckDB's Appender writes into the connection's open
+// transaction, so readers see the whole batch or none of it, and each row
+// is copied once. After the commit, the result views that the batch's
+// query and column names call for are created or replaced (views.go).
 func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	t0 := time.Now()
-	// The raw results are converted on another CPU while the events are
-	// converted and written here: conversion and the Appender overlap.
-	results := s.stageResultsAsync(b.Results)
-	events, err := s.stageEvents(b.Events)
+	write, err := s.Prepare(b)
 	if err != nil {
-		results()
 		return err
 	}
+	return write(ctx)
+}
 
+// Prepare converts b for Append and returns the function that writes it,
+// which may be called again after it failed. A caller with a pipeline
+// (the ingest drainer) converts the next batch while the store writes
+// the current one: conversion is about a quarter of an append's CPU time.
+func (s *Store) Prepare(b vigil.Batch) (func(context.Context) error, error) {
+	t0 := time.Now()
+	// The raw results are converted on another CPU while the events are
+	// converted here.
+	results := s.stageResultsAsync(b.Results)
+	events, err := s.stageEvents(b.Events)
+	res, rerr := results()
+	if err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	p := &prepared{events: events, results: res, rows: b.Len(), convert: time.Since(t0)}
+	return func(ctx context.Context) error { return s.write(ctx, p) }, nil
+}
+
+// prepared is a batch converted for the writer.
+type prepared struct {
+	events  []*stagedRows
+	results *stagedResults // nil without results
+	rows    int
+	convert time.Duration
+}
+
+// write appends p in one transaction (see Append).
+func (s *Store) write(ctx context.Context, p *prepared) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		results()
 		return fmt.Errorf("duckdb: append: store closed: %w", vigil.ErrUnavailable)
 	}
 	start := time.Now()
 	// The transaction is driven by statements rather than database/sql's Tx
 	// because the Appender works on the raw connection, inside it.
 	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		results()
 		return fmt.Errorf("duckdb: append: %w", err)
 	}
 	committed := false
@@ -94,7 +121,7 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 	}()
 	var dedupe time.Duration
 	now := s.now().UTC()
-	next := make(map[*table]int64, len(events)+1)
+	next := make(map[*table]int64, len(p.events)+1)
 	put := func(st *stagedRows) error {
 		d := time.Now()
 		existing, err := s.existing(ctx, st)
@@ -102,23 +129,19 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 			return fmt.Errorf("duckdb: append: checking ids of %s: %w", st.t.name, err)
 		}
 		dedupe += time.Since(d)
-		seq, err := s.write(st, existing, now)
+		seq, err := s.appendRows(st, existing, now)
 		if err != nil {
 			return fmt.Errorf("duckdb: append: writing %s: %w", st.t.name, err)
 		}
 		next[st.t] = seq
 		return nil
 	}
-	for _, st := range events {
+	for _, st := range p.events {
 		if err := put(st); err != nil {
-			results()
 			return err
 		}
 	}
-	res, err := results()
-	if err != nil {
-		return err
-	}
+	res := p.results
 	if res != nil {
 		if len(res.views) > 0 {
 			// Until its views exist, the batch's first result seq is kept:
@@ -139,12 +162,10 @@ func (s *Store) Append(ctx context.Context, b vigil.Batch) error {
 	for t, seq := range next {
 		t.seq = seq
 	}
-	if res != nil {
-		if len(res.views) > 0 && s.createViews(ctx, res.views) == 0 {
-			s.viewsDone(ctx)
-		}
+	if res != nil && len(res.views) > 0 && s.createViews(ctx, res.views) == 0 {
+		s.viewsDone(ctx)
 	}
-	s.log.Debug("append", "rows", b.Len(), "convert", start.Sub(t0), "dedupe", dedupe, "total", time.Since(start))
+	s.log.Debug("append", "rows", p.rows, "convert", p.convert, "dedupe", dedupe, "total", time.Since(start))
 	return nil
 }
 
@@ -157,8 +178,8 @@ type stagedResults struct {
 
 // stageResultsAsync converts results, and notes their query and column
 // names for the result views, on another goroutine when there are enough
-// to be worth it; the returned function waits for the outcome (and may be
-// called more than once). A nil outcome means no results.
+// to be worth it; the returned function waits for the outcome. A nil
+// outcome means no results.
 func (s *Store) stageResultsAsync(results []vigil.ResultRow) func() (*stagedResults, error) {
 	stage := func() (*stagedResults, error) {
 		st, err := s.stageResults(results)
@@ -238,10 +259,10 @@ func (s *Store) existing(ctx context.Context, st *stagedRows) (map[string]struct
 	return out, rows.Err()
 }
 
-// write appends the rows of st whose ids are not in existing to the table,
-// numbering seq from the table's current maximum, and returns the new
-// maximum. It runs in the writer's open transaction.
-func (s *Store) write(st *stagedRows, existing map[string]struct{}, now time.Time) (int64, error) {
+// appendRows appends the rows of st whose ids are not in existing to the
+// table, numbering seq from the table's current maximum, and returns the
+// new maximum. It runs in the writer's open transaction.
+func (s *Store) appendRows(st *stagedRows, existing map[string]struct{}, now time.Time) (int64, error) {
 	t := st.t
 	seq := t.seq
 	err := s.conn.Raw(func(dc any) (err error) {
