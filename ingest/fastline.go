@@ -288,21 +288,13 @@ func (d *lineDecoder) row() (map[string]string, rowMeta, error) {
 	}
 	var stack [32]pending
 	vals := stack[:0]
-	// Whether the row's JSON is what EncodeColumns writes: names in
-	// order, escapes as it writes them, no spaces (checked by length).
-	sorted, canonical, escapes, rawLen := true, true, false, 0
+	sorted, form := true, rowForm{canonical: true}
 	for d.dec.PeekKind() != '}' {
 		key, err := d.rawString()
 		if err != nil {
 			return nil, rowMeta{}, err
 		}
-		if quoted(key) {
-			escapes = true
-			canonical = canonical && canonicalEscapes(key)
-			rawLen += len(key)
-		} else {
-			rawLen += len(key) + 2
-		}
+		form.add(key)
 		k, ok := d.keys[string(key)]
 		if !ok {
 			if k, err = d.unquote(key); err != nil {
@@ -320,16 +312,13 @@ func (d *lineDecoder) row() (map[string]string, rowMeta, error) {
 		if err != nil {
 			return nil, rowMeta{}, err
 		}
+		form.add(v)
 		if quoted(v) {
-			escapes = true
-			canonical = canonical && canonicalEscapes(v)
-			rawLen += len(v)
 			if d.text, err = jsontext.AppendUnquote(d.text, v); err != nil {
 				d.text = d.text[:lo]
 				return nil, rowMeta{}, errFallback
 			}
 		} else {
-			rawLen += len(v) + 2
 			d.text = append(d.text, v...)
 		}
 		vals = append(vals, pending{k, lo, len(d.text)})
@@ -340,14 +329,14 @@ func (d *lineDecoder) row() (map[string]string, rowMeta, error) {
 	end := int(d.dec.InputOffset())
 	var meta rowMeta
 	if n := len(vals); n > 0 {
-		canonical = canonical && sorted && end-start == 2+rawLen+n+n-1 // braces, colons, commas
+		canonical := form.canonical && sorted && end-start == 2+form.rawLen+n+n-1 // braces, colons, commas
 		// Values slice one string made for this row (the line's text may
 		// still grow, so it cannot be the line's): the row's JSON itself
 		// when that is the encoding and holds the values as they are.
 		textStart := vals[0].lo
 		var all string
 		switch {
-		case canonical && !escapes:
+		case canonical && !form.escapes:
 			all = string(d.raw[start:end])
 			meta.encoded = all
 			pos := 1
@@ -376,6 +365,25 @@ func (d *lineDecoder) row() (map[string]string, rowMeta, error) {
 	}
 	d.lastCols = len(m)
 	return m, meta, nil
+}
+
+// rowForm follows whether a row's JSON is what EncodeColumns writes:
+// names in order (checked by row), escapes as it writes them, no spaces
+// (checked by length at the end).
+type rowForm struct {
+	canonical, escapes bool
+	rawLen             int // of the strings, quotes included
+}
+
+// add notes a key or value as rawString returned it.
+func (f *rowForm) add(b []byte) {
+	if quoted(b) {
+		f.escapes = true
+		f.canonical = f.canonical && canonicalEscapes(b)
+		f.rawLen += len(b)
+		return
+	}
+	f.rawLen += len(b) + 2
 }
 
 // quoted reports whether rawString returned a string still quoted (it had
