@@ -71,6 +71,8 @@ func (db *DB) EnrollHost(ctx context.Context, h vigil.Host) (vigil.Host, string,
 		h.DetailsJSON = "{}"
 	}
 	key := randomSecret("nk_")
+	gen := db.keys.gen.Load() // before the commit: see the cache below
+	existing := false
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		var id string
 		var enrolled int64
@@ -90,6 +92,7 @@ func (db *DB) EnrollHost(ctx context.Context, h vigil.Host) (vigil.Host, string,
 		case err != nil:
 			return err
 		default:
+			existing = true
 			h.ID, h.EnrolledAt = id, fromTS(enrolled)
 			_, err = tx.ExecContext(ctx, `UPDATE hosts SET hostname = ?, platform = ?, os_version = ?, agent_name = ?,
 				agent_version = ?, last_seen = ?, long_poll = ?, remote_addr = ?, details_json = ? WHERE id = ?`,
@@ -107,10 +110,22 @@ func (db *DB) EnrollHost(ctx context.Context, h vigil.Host) (vigil.Host, string,
 			hashSecret(key), h.ID, ts(now))
 		return err
 	})
-	db.hostsChanged() // also when it failed: the outcome of a failed commit is unknown
+	if existing {
+		// Its older keys are revoked and its details changed; also when
+		// the commit failed, whose outcome is unknown. A new host has
+		// nothing cached.
+		db.hostChanged(h.ID)
+	}
 	if err != nil {
 		return vigil.Host{}, "", fmt.Errorf("state: enrolling host %q: %w", h.Identifier, err)
 	}
+	// The agent's next requests (config, then every other) find its key
+	// cached, as HostByNodeKey would read it. The generation read before
+	// the commit makes it stale at once if anything changed the host
+	// since (a revocation racing this enrollment; a re-enrollment, whose
+	// own change is recorded above).
+	h.EnrolledAt, h.LastSeen = fromTS(ts(h.EnrolledAt)), fromTS(ts(h.LastSeen))
+	db.cacheHost(string(hashSecret(key)), h, gen)
 	return h, key, nil
 }
 
@@ -263,7 +278,7 @@ func (db *DB) TouchHosts(ctx context.Context, seen map[string]Seen) error {
 func (db *DB) RevokeNodeKeys(ctx context.Context, hostID string) (int, error) {
 	res, err := db.w.ExecContext(ctx, `UPDATE node_keys SET revoked_at = ? WHERE host_id = ? AND revoked_at = 0`,
 		ts(db.now()), hostID)
-	db.hostsChanged()
+	db.hostChanged(hostID)
 	if err != nil {
 		return 0, fmt.Errorf("state: revoking node keys of %q: %w", hostID, err)
 	}
@@ -275,7 +290,7 @@ func (db *DB) RevokeNodeKeys(ctx context.Context, hostID string) (int, error) {
 // (they are history). Removing an unknown host is vigil.ErrNotFound.
 func (db *DB) RemoveHost(ctx context.Context, hostID string) error {
 	res, err := db.w.ExecContext(ctx, `DELETE FROM hosts WHERE id = ?`, hostID)
-	db.hostsChanged()
+	db.hostChanged(hostID)
 	if err != nil {
 		return fmt.Errorf("state: removing host %q: %w", hostID, err)
 	}
