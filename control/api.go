@@ -232,6 +232,19 @@ func (s *Server) handleDistributedRead(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, osquery.DistributedReadResponse{Queries: queries})
 }
 
+// recordWrite records the answer a distributed/write gives to query id.
+func (s *Server) recordWrite(ctx context.Context, id string, h vigil.Host, req *osquery.DistributedWriteRequest, now time.Time) error {
+	res := state.Result{Status: state.StatusOK, Rows: req.Queries[id], Time: now}
+	// Before osquery 2.1.2 there were no statuses: rows mean success.
+	if code := req.Statuses[id]; code != 0 {
+		res = state.Result{Status: state.StatusError, Error: req.Messages[id], Time: now}
+		if res.Error == "" {
+			res.Error = "query failed with status " + strconv.FormatInt(int64(code), 10)
+		}
+	}
+	return s.recordResult(ctx, id, h, res)
+}
+
 // hold answers the host's pending queries, holding the request up to
 // waitMS (capability 1, only for agents that announced it) when there are
 // none.
@@ -318,24 +331,19 @@ func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	ids := map[string]bool{}
+	now := s.now()
+	// Every query id the write names, in queries or statuses, once.
 	for id := range req.Queries {
-		ids[id] = true
+		if err := s.recordWrite(r.Context(), id, h, &req, now); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	for id := range req.Statuses {
-		ids[id] = true
-	}
-	now := s.now()
-	for id := range ids {
-		res := state.Result{Status: state.StatusOK, Rows: req.Queries[id], Time: now}
-		// Before osquery 2.1.2 there were no statuses: rows mean success.
-		if code := req.Statuses[id]; code != 0 {
-			res = state.Result{Status: state.StatusError, Error: req.Messages[id], Time: now}
-			if res.Error == "" {
-				res.Error = "query failed with status " + strconv.FormatInt(int64(code), 10)
-			}
+		if _, done := req.Queries[id]; done {
+			continue
 		}
-		if err := s.recordResult(r.Context(), id, h, res); err != nil {
+		if err := s.recordWrite(r.Context(), id, h, &req, now); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -205,6 +205,7 @@ func New(opts Options) (*Server, error) {
 	for _, c := range open {
 		s.scheduleDeadline(c.ID, c.Deadline)
 	}
+	s.loadHint()
 	go s.flushLoop()
 	go s.markLoop()
 	// Replicas sharing a PostgreSQL state hear each other's live queries
@@ -333,7 +334,7 @@ func (s *Server) flushLoop() {
 	for {
 		select {
 		case <-hint.C:
-			s.hint.dirtyAll()
+			s.loadHint()
 		case <-t.C:
 			s.flushSeen(false)
 		case <-sweep.C:
@@ -342,6 +343,16 @@ func (s *Server) flushLoop() {
 			s.flushSeen(true)
 			return
 		}
+	}
+}
+
+// loadHint learns from the state which hosts have live queries waiting
+// there (see stateHint).
+func (s *Server) loadHint() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.hint.load(ctx, s.db.PendingHosts); err != nil {
+		s.logger.Error("reading which hosts have live queries waiting; every host asks until the next try", "err", err)
 	}
 }
 

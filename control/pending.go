@@ -40,9 +40,9 @@ type localQueries struct {
 
 type localShard struct {
 	mu     sync.Mutex
-	byHost map[string]map[string]string   // host -> campaign -> SQL, not yet handed out
-	handed map[string]map[string]struct{} // host -> campaigns handed out, "sent" not yet written
-	marks  map[string]map[string]struct{} // campaign -> hosts to mark sent
+	byHost map[string]map[string]string    // host -> campaign -> SQL, not yet handed out
+	handed map[string]map[string]struct{}  // host -> campaigns handed out, "sent" not yet written
+	marks  map[string]map[string]time.Time // campaign -> host -> handed out at, to mark sent
 }
 
 type localCampaign struct {
@@ -54,7 +54,7 @@ func newLocalQueries() *localQueries {
 	l := &localQueries{open: map[string]localCampaign{}, kick: make(chan struct{}, 1)}
 	for i := range l.shard {
 		l.shard[i] = localShard{byHost: map[string]map[string]string{}, handed: map[string]map[string]struct{}{},
-			marks: map[string]map[string]struct{}{}}
+			marks: map[string]map[string]time.Time{}}
 	}
 	return l
 }
@@ -111,10 +111,10 @@ func (l *localQueries) take(hostID string, now time.Time) map[string]string {
 		h[cid] = struct{}{}
 		mk := sh.marks[cid]
 		if mk == nil {
-			mk = map[string]struct{}{}
+			mk = map[string]time.Time{}
 			sh.marks[cid] = mk
 		}
-		mk[hostID] = struct{}{}
+		mk[hostID] = now
 	}
 	sh.mu.Unlock()
 	if out != nil {
@@ -172,23 +172,29 @@ func (l *localQueries) forgetHost(campaignID, hostID string) {
 	}
 }
 
-// takeMarks returns the hand-outs whose "sent" is to be written.
-func (l *localQueries) takeMarks() map[string][]string {
-	out := map[string][]string{}
+// takeMarks returns the hand-outs made at or before cutoff (all of them
+// with all), whose "sent" is to be written, and how many are left.
+func (l *localQueries) takeMarks(cutoff time.Time, all bool) (marks map[string][]string, left int) {
+	marks = map[string][]string{}
 	for i := range l.shard {
 		sh := &l.shard[i]
 		sh.mu.Lock()
 		for cid, hosts := range sh.marks {
-			for h := range hosts {
-				out[cid] = append(out[cid], h)
+			for h, at := range hosts {
+				if !all && at.After(cutoff) {
+					left++
+					continue
+				}
+				marks[cid] = append(marks[cid], h)
+				delete(hosts, h)
 			}
-		}
-		if len(sh.marks) > 0 {
-			sh.marks = map[string]map[string]struct{}{}
+			if len(hosts) == 0 {
+				delete(sh.marks, cid)
+			}
 		}
 		sh.mu.Unlock()
 	}
-	return out
+	return marks, left
 }
 
 // written forgets hand-outs whose "sent" is written (or will never be).
@@ -228,35 +234,44 @@ func (l *localQueries) answered(campaignID, hostID string) {
 	}
 }
 
-// markInterval is how long hand-outs gather before one write marks them
-// sent. Long-polling hosts answer within it, and their answer replaces
-// the mark: at 10,000 hosts, writing every mark took the state's single
-// writer from the answers for seconds.
-const markInterval = time.Second
+// markAge is how long a hand-out waits for its answer before "sent" is
+// written for it. A long-polling host answers within it, and its answer
+// replaces the mark: at 10,000 hosts, writing every mark took the
+// state's single writer from the answers for seconds, and writing those
+// handed out in the last second (all of them, while a live query's
+// answers were still coming in) took a tenth of a second of it.
+const markAge = 2 * time.Second
 
-// markLoop writes "sent" for queries handed out from memory, one
-// statement per campaign and batch, until stop.
+// markLoop writes "sent" for queries handed out from memory and not
+// answered within markAge, in batches, until stop; then it writes all.
 func (s *Server) markLoop() {
 	defer close(s.marksDone)
+	left := 0
 	for {
+		if left == 0 {
+			select {
+			case <-s.local.kick:
+			case <-s.stop:
+				s.flushMarks(true)
+				return
+			}
+		}
 		select {
-		case <-s.local.kick:
+		case <-time.After(markAge / 2):
 		case <-s.stop:
-			s.flushMarks()
+			s.flushMarks(true)
 			return
 		}
-		select {
-		case <-time.After(markInterval):
-		case <-s.stop:
-		}
-		s.flushMarks()
+		left = s.flushMarks(false)
 	}
 }
 
-func (s *Server) flushMarks() {
-	marks := s.local.takeMarks()
+// flushMarks writes "sent" for the hand-outs older than markAge (all
+// of them with all) and returns how many are left.
+func (s *Server) flushMarks(all bool) int {
+	marks, left := s.local.takeMarks(s.now().Add(-markAge), all)
 	if len(marks) == 0 {
-		return
+		return left
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -269,6 +284,7 @@ func (s *Server) flushMarks() {
 		}
 	}
 	s.local.written(marks)
+	return left
 }
 
 // notifier wakes distributed/read requests held open for a host.
@@ -333,18 +349,23 @@ func (n *notifier) wake(hostID string) {
 	}
 }
 
-// stateHint remembers hosts known to have no live query waiting in the
-// state, so that their distributed/read does not ask it (a read per
-// request that, at 10,000 hosts re-polling together, was the state's
-// busiest statement). A host leaves the set when a query is put in the
+// stateHint knows the hosts that may have a live query waiting in the
+// state, so that the distributed/read of every other host does not ask
+// it (a read per request that, at 10,000 hosts re-polling together, was
+// the state's busiest statement). It is loaded from the state (one query
+// for the hosts pending in open campaigns) when the server starts, when
+// replica announcements may have been missed, and every stateHintTTL as
+// a safety net; between loads a host is added when a query is put in the
 // state for it (started here for a host not held here, or announced by a
-// replica), and every host leaves it at start, when announcements may
-// have been missed, and every stateHintTTL as a safety net.
+// replica) and leaves when its read found nothing there. Until the first
+// load, and after a failed one, every host asks.
 type stateHint struct {
-	gen   atomic.Uint64 // bumped by every dirty: a check that raced one is not trusted
-	shard [shards]struct {
-		mu    sync.Mutex
-		clean map[string]struct{}
+	gen    atomic.Uint64 // bumped by every mark: a look that raced one is not trusted
+	all    atomic.Bool   // not loaded: every host asks
+	loadMu sync.Mutex
+	shard  [shards]struct {
+		mu  sync.Mutex
+		ask map[string]uint64 // host -> gen of the mark
 	}
 }
 
@@ -352,8 +373,9 @@ const stateHintTTL = time.Minute
 
 func newStateHint() *stateHint {
 	h := &stateHint{}
+	h.all.Store(true)
 	for i := range h.shard {
-		h.shard[i].clean = map[string]struct{}{}
+		h.shard[i].ask = map[string]uint64{}
 	}
 	return h
 }
@@ -362,43 +384,68 @@ func newStateHint() *stateHint {
 // generation to give cleanIf when the answer is nothing.
 func (h *stateHint) check(hostID string) (ask bool, gen uint64) {
 	gen = h.gen.Load()
+	if h.all.Load() {
+		return true, gen
+	}
 	sh := &h.shard[lockShard(hostID)]
 	sh.mu.Lock()
-	_, clean := sh.clean[hostID]
+	_, ask = sh.ask[hostID]
 	sh.mu.Unlock()
-	return !clean, gen
+	return ask, gen
 }
 
-// cleanIf records that the state had nothing for the host, unless
-// something was made dirty since gen was read (before the state was
-// asked).
+// cleanIf records that the state had nothing for the host, unless it was
+// marked since gen was read (before the state was asked).
 func (h *stateHint) cleanIf(hostID string, gen uint64) {
 	sh := &h.shard[lockShard(hostID)]
 	sh.mu.Lock()
-	if h.gen.Load() == gen {
-		sh.clean[hostID] = struct{}{}
+	if g, ok := sh.ask[hostID]; ok && g <= gen {
+		delete(sh.ask, hostID)
 	}
 	sh.mu.Unlock()
 }
 
 // dirty says the state may hold queries for the hosts.
 func (h *stateHint) dirty(hostIDs ...string) {
-	h.gen.Add(1)
+	g := h.gen.Add(1)
 	for _, id := range hostIDs {
 		sh := &h.shard[lockShard(id)]
 		sh.mu.Lock()
-		delete(sh.clean, id)
+		sh.ask[id] = g
 		sh.mu.Unlock()
 	}
 }
 
-// dirtyAll says the state may hold queries for any host.
-func (h *stateHint) dirtyAll() {
-	h.gen.Add(1)
+// load replaces what the hint knows with the hosts pending in the state
+// (list), keeping the marks made while list ran. On error every host
+// asks until a load succeeds.
+func (h *stateHint) load(ctx context.Context, list func(context.Context) ([]string, error)) error {
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	g0 := h.gen.Add(1)
+	ids, err := list(ctx)
+	if err != nil {
+		h.all.Store(true)
+		return err
+	}
+	var fresh [shards]map[string]uint64
+	for i := range fresh {
+		fresh[i] = map[string]uint64{}
+	}
+	for _, id := range ids {
+		fresh[lockShard(id)][id] = g0
+	}
 	for i := range h.shard {
 		sh := &h.shard[i]
 		sh.mu.Lock()
-		clear(sh.clean)
+		for id, g := range sh.ask {
+			if g > g0 {
+				fresh[i][id] = g
+			}
+		}
+		sh.ask = fresh[i]
 		sh.mu.Unlock()
 	}
+	h.all.Store(false)
+	return nil
 }

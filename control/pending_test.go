@@ -1,16 +1,30 @@
 package control
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
 
 func TestStateHint(t *testing.T) {
+	ctx := context.Background()
 	h := newStateHint()
-	if ask, _ := h.check("a"); !ask {
-		t.Fatal("a host never checked must ask the state")
-	}
 	_, gen := h.check("a")
+	h.cleanIf("a", gen)
+	if ask, _ := h.check("a"); !ask {
+		t.Fatal("before the first load every host must ask the state")
+	}
+	if err := h.load(ctx, func(context.Context) ([]string, error) { return []string{"a"}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ask, _ := h.check("a"); !ask {
+		t.Fatal("a host pending in the state did not ask")
+	}
+	if ask, _ := h.check("b"); ask {
+		t.Fatal("a host with nothing in the state asked")
+	}
+	_, gen = h.check("a")
 	h.cleanIf("a", gen)
 	if ask, _ := h.check("a"); ask {
 		t.Fatal("a host found clean asked the state again")
@@ -20,20 +34,42 @@ func TestStateHint(t *testing.T) {
 		t.Fatal("a host made dirty did not ask the state")
 	}
 
-	// A query put in the state while the host's check was running: the
-	// check's empty answer must not mark the host clean.
+	// A query put in the state for the host while its look was running:
+	// the look's empty answer must not mark the host clean.
+	h.dirty("b")
 	_, gen = h.check("b")
-	h.dirty("c") // any host: the generation moved
+	h.dirty("b")
 	h.cleanIf("b", gen)
 	if ask, _ := h.check("b"); !ask {
-		t.Fatal("a check that raced a dirty marked the host clean")
+		t.Fatal("a look that raced a dirty marked the host clean")
 	}
 
-	_, gen = h.check("b")
-	h.cleanIf("b", gen)
-	h.dirtyAll()
-	if ask, _ := h.check("b"); !ask {
-		t.Fatal("dirtyAll left a host clean")
+	// A load forgets marks older than its read, keeps those made while
+	// it read.
+	h.dirty("old")
+	err := h.load(ctx, func(context.Context) ([]string, error) {
+		h.dirty("during")
+		return []string{"listed"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{"old": false, "during": true, "listed": true, "a": false} {
+		if ask, _ := h.check(host); ask != want {
+			t.Errorf("after a load, %s asks %v, want %v", host, ask, want)
+		}
+	}
+
+	// A failed load: everyone asks until one succeeds.
+	if err := h.load(ctx, func(context.Context) ([]string, error) { return nil, errors.New("down") }); err == nil {
+		t.Fatal("a failed load reported no error")
+	}
+	if ask, _ := h.check("nobody"); !ask {
+		t.Fatal("after a failed load a host did not ask")
+	}
+	h.load(ctx, func(context.Context) ([]string, error) { return nil, nil })
+	if ask, _ := h.check("nobody"); ask {
+		t.Fatal("after a good load a host with nothing asked")
 	}
 }
 
@@ -69,5 +105,32 @@ func TestCheckinsWrittenOncePerInterval(t *testing.T) {
 	}
 	if got := c.take(true); len(got) != 0 {
 		t.Fatalf("take(all) twice queued again: %v", got)
+	}
+}
+
+// Hand-outs are marked sent only once older than the cutoff, and not at
+// all once answered.
+func TestLocalQueriesMarksByAge(t *testing.T) {
+	l := newLocalQueries()
+	t0 := time.Unix(1_000_000, 0)
+	l.add("c", "SELECT 1", t0.Add(time.Minute), []string{"h1", "h2", "h3"})
+	if q := l.take("h1", t0); q["c"] != "SELECT 1" {
+		t.Fatalf("take h1 = %v", q)
+	}
+	l.take("h2", t0.Add(3*time.Second))
+	l.take("h3", t0)
+	l.answered("c", "h3")
+	marks, left := l.takeMarks(t0.Add(time.Second), false)
+	if len(marks["c"]) != 1 || marks["c"][0] != "h1" || left != 1 {
+		t.Fatalf("marks %v, %d left; want h1 and one left", marks, left)
+	}
+	l.written(marks)
+	marks, left = l.takeMarks(t0.Add(time.Second), false)
+	if len(marks) != 0 || left != 1 {
+		t.Fatalf("second take %v, %d left; want nothing and one left", marks, left)
+	}
+	marks, left = l.takeMarks(t0, true)
+	if len(marks["c"]) != 1 || marks["c"][0] != "h2" || left != 0 {
+		t.Fatalf("take all %v, %d left; want h2 and none left", marks, left)
 	}
 }

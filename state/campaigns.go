@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vigilhq/vigil"
@@ -115,16 +116,8 @@ func (db *DB) CreateCampaign(ctx context.Context, c Campaign, audit *AuditEntry)
 			VALUES (?, ?, ?, ?, ?, ?)`, c.ID, c.SQL, c.Actor, ts(c.CreatedAt), ts(c.Deadline), ts(c.CompletedAt)); err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO campaign_hosts (campaign_id, host_id, hostname, status, error, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
+		if err := insertCampaignHosts(ctx, tx, c); err != nil {
 			return err
-		}
-		defer stmt.Close()
-		for _, h := range c.Hosts {
-			if _, err := stmt.ExecContext(ctx, c.ID, h.HostID, h.Hostname, h.Status, h.Error, ts(h.UpdatedAt)); err != nil {
-				return err
-			}
 		}
 		if audit != nil {
 			return appendAudit(ctx, tx, *audit, db.now())
@@ -135,6 +128,52 @@ func (db *DB) CreateCampaign(ctx context.Context, c Campaign, audit *AuditEntry)
 		return Campaign{}, fmt.Errorf("state: creating campaign: %w", err)
 	}
 	return c, nil
+}
+
+// campaignHostsPerInsert is how many target rows one INSERT carries: at
+// 10,000 hosts a statement per row made the campaign's creation (which
+// the live query waits for) take 170 ms of SQLite, and as many round
+// trips to PostgreSQL. 6 parameters a row stay far below both databases'
+// limits.
+const campaignHostsPerInsert = 250
+
+const insertCampaignHostSQL = `INSERT INTO campaign_hosts (campaign_id, host_id, hostname, status, error, updated_at) VALUES `
+
+func insertCampaignHosts(ctx context.Context, tx *sql.Tx, c Campaign) error {
+	hosts := c.Hosts
+	args := make([]any, 0, 6*campaignHostsPerInsert)
+	if len(hosts) >= campaignHostsPerInsert {
+		q := insertCampaignHostSQL + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", campaignHostsPerInsert), ", ")
+		many, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer many.Close()
+		for len(hosts) >= campaignHostsPerInsert {
+			args = args[:0]
+			for _, h := range hosts[:campaignHostsPerInsert] {
+				args = append(args, c.ID, h.HostID, h.Hostname, h.Status, h.Error, ts(h.UpdatedAt))
+			}
+			if _, err := many.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			hosts = hosts[campaignHostsPerInsert:]
+		}
+	}
+	if len(hosts) == 0 {
+		return nil
+	}
+	one, err := tx.PrepareContext(ctx, insertCampaignHostSQL+`(?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer one.Close()
+	for _, h := range hosts {
+		if _, err := one.ExecContext(ctx, c.ID, h.HostID, h.Hostname, h.Status, h.Error, ts(h.UpdatedAt)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TakePendingQueries returns the queries waiting for a host (campaign id
@@ -155,6 +194,31 @@ func (db *DB) TakePendingQueries(ctx context.Context, hostID string, now time.Ti
 		return nil, nil
 	}
 	return db.claim(ctx, hostID, now)
+}
+
+// PendingHosts returns the hosts with a query waiting for them (pending)
+// in a campaign not yet complete: the only hosts whose distributed/read
+// needs to ask the state. Deadlines are not looked at: a host listed
+// that should not be asks once for nothing.
+func (db *DB) PendingHosts(ctx context.Context) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT ch.host_id FROM campaigns c
+		JOIN campaign_hosts ch ON ch.campaign_id = c.id WHERE c.completed_at = 0 AND ch.status = ?`, StatusPending)
+	if err != nil {
+		return nil, fmt.Errorf("state: listing hosts with pending queries: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("state: listing hosts with pending queries: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: listing hosts with pending queries: %w", err)
+	}
+	return out, nil
 }
 
 // Result is one host's answer to a campaign.

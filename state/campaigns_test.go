@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,10 +32,18 @@ func testCampaignLifecycle(t *testing.T, db *DB) {
 		t.Errorf("audit entry not written with the campaign: %+v", log)
 	}
 
+	// Hosts with a query waiting: the pending ones, not the offline one.
+	if ids, err := db.PendingHosts(ctx); err != nil || !sameSet(ids, a.ID, b.ID) {
+		t.Errorf("PendingHosts = %v, %v; want a and b", ids, err)
+	}
+
 	// a asks: gets the query once.
 	q, err := db.TakePendingQueries(ctx, a.ID, now)
 	if err != nil || q[camp.ID] != "SELECT 1" || len(q) != 1 {
 		t.Fatalf("TakePendingQueries = %v, %v", q, err)
+	}
+	if ids, err := db.PendingHosts(ctx); err != nil || !sameSet(ids, b.ID) {
+		t.Errorf("PendingHosts after a took its query = %v, %v; want b", ids, err)
 	}
 	if q, _ := db.TakePendingQueries(ctx, a.ID, now); len(q) != 0 {
 		t.Errorf("query handed out twice: %v", q)
@@ -219,3 +228,79 @@ func testConcurrentClaims(t *testing.T, db *DB) {
 }
 
 func TestConcurrentClaims(t *testing.T) { forEachBackend(t, testConcurrentClaims) }
+
+func sameSet(got []string, want ...string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, g := range got {
+		m[g] = true
+	}
+	for _, w := range want {
+		if !m[w] {
+			return false
+		}
+	}
+	return true
+}
+
+// A campaign over more hosts than one INSERT carries: every target is
+// stored with its own status, and answers complete it as before.
+func testCampaignManyHosts(t *testing.T, db *DB) {
+	ctx := context.Background()
+	n := 2*campaignHostsPerInsert + 7
+	var hosts []CampaignHost
+	for i := range n {
+		h := CampaignHost{HostID: fmt.Sprint("h-", i), Hostname: fmt.Sprint("host-", i)}
+		if i%100 == 3 {
+			h.Status, h.Error = StatusOffline, "offline at start"
+		}
+		hosts = append(hosts, h)
+	}
+	now := time.Now()
+	c, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 1", Actor: "a", CreatedAt: now, Deadline: now.Add(time.Minute), Hosts: hosts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GetCampaign(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Hosts) != n {
+		t.Fatalf("%d hosts stored, want %d", len(got.Hosts), n)
+	}
+	offline := 0
+	for _, h := range got.Hosts {
+		var i int
+		fmt.Sscanf(h.HostID, "h-%d", &i)
+		want := hosts[i]
+		if h.Hostname != want.Hostname || h.Status != cmp.Or(want.Status, StatusPending) || h.Error != want.Error {
+			t.Fatalf("stored %+v, want %+v", h, want)
+		}
+		if h.Status == StatusOffline {
+			offline++
+		}
+	}
+	if got.Summary.Offline != offline || got.Summary.Pending != n-offline {
+		t.Errorf("summary %+v, want %d offline and %d pending", got.Summary, offline, n-offline)
+	}
+	completed := 0
+	for _, h := range hosts {
+		if h.Status == StatusOffline {
+			continue
+		}
+		_, done, err := db.RecordResult(ctx, c.ID, h.HostID, Result{Status: StatusOK})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			completed++
+		}
+	}
+	if completed != 1 {
+		t.Errorf("%d answers completed the campaign, want 1", completed)
+	}
+}
+
+func TestCampaignManyHosts(t *testing.T) { forEachBackend(t, testCampaignManyHosts) }
