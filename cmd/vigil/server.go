@@ -265,14 +265,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.url = "https://" + urlHost(m.ln.Addr().(*net.TCPAddr))
 	m.srv = &http.Server{
 		Handler:           mux,
-		TLSConfig:         bundle.TLSConfig(),
+		TLSConfig:         serverTLSConfig(bundle.TLSConfig()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+		HTTP2:             http2Config(),
 	}
+	tlsLn := newHandshakeListener(m.ln, m.srv.TLSConfig, handshakeTimeout(m.srv), m.log)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	m.goRun("http", func(context.Context) error {
-		err := m.srv.ServeTLS(m.ln, "", "")
+		err := m.srv.Serve(tlsLn)
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/pki"
+)
+
+// The server's listener hands net/http connections whose handshake is
+// done: HTTP/2 and HTTP/1.1 clients both get answers, a client that never
+// finishes its handshake is dropped after the timeout, and Close ends
+// Serve.
+func TestHandshakeListener(t *testing.T) {
+	bundle, err := pki.Ensure(filepath.Join(t.TempDir(), "pki"), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		TLSConfig:         serverTLSConfig(bundle.TLSConfig()),
+		ReadHeaderTimeout: 300 * time.Millisecond,
+		HTTP2:             http2Config(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Proto)
+		}),
+	}
+	hl := newHandshakeListener(ln, srv.TLSConfig, handshakeTimeout(srv), slog.New(slog.DiscardHandler))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(hl) }()
+	url := "https://" + ln.Addr().String() + "/"
+
+	for _, tc := range []struct {
+		h2   bool
+		want string
+	}{{true, "HTTP/2.0"}, {false, "HTTP/1.1"}} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: bundle.CertPool()}, ForceAttemptHTTP2: tc.h2}
+		if !tc.h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(url)
+		if err != nil {
+			t.Fatalf("h2=%v: %v", tc.h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if string(body) != tc.want {
+			t.Errorf("h2=%v: served over %q, want %q", tc.h2, body, tc.want)
+		}
+	}
+
+	// A client that connects and says nothing is closed after the
+	// handshake timeout (the read sees EOF or a reset, not our timeout).
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, err = bufio.NewReader(c).ReadByte()
+	c.Close()
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Fatalf("silent client: read %v after %v, want the server to close it", err, time.Since(start))
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("silent client closed after %v, want about the 300ms handshake timeout", d)
+	}
+
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after Close")
+	}
+	if _, err := hl.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+}
