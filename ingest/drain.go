@@ -15,8 +15,18 @@ import (
 // decoded), so drainReadBytes is what bounds the drainer's memory; 4 MiB
 // (about 8,000 lines) is big enough that per-batch costs (transaction,
 // duplicate check) stay small next to the rows.
+//
+// Each append has a fixed cost (a transaction, the duplicate check, the
+// Appenders): appending a few records at a time, as a trickle of traffic
+// gives, took 10-15% of the server's CPU at 10,000 agents sending 320
+// lines/s. After
+// a read under drainSmallBytes the reader waits drainLinger for more to
+// commit. The lines are durable in the WAL and acknowledged meanwhile;
+// only the store sees them up to drainLinger later.
 const (
 	drainReadBytes  = 4 << 20 // WAL bytes read per store batch
+	drainSmallBytes = 256 << 10
+	drainLinger     = 100 * time.Millisecond
 	drainMaxBackoff = 5 * time.Second
 )
 
@@ -46,7 +56,16 @@ func (i *Ingester) Run(ctx context.Context) error {
 	go func() {
 		defer close(decoded)
 		pos := i.wal.Start()
+		small := false
 		for {
+			if small {
+				select {
+				case <-time.After(drainLinger):
+				case <-ctx.Done():
+					readErr <- nil
+					return
+				}
+			}
 			recs, next, err := i.wal.Read(ctx, pos, drainReadBytes)
 			if err != nil {
 				if ctx.Err() != nil || errors.Is(err, wal.ErrClosed) {
@@ -55,6 +74,7 @@ func (i *Ingester) Run(ctx context.Context) error {
 				readErr <- err
 				return
 			}
+			small = recordBytes(recs) < drainSmallBytes
 			d := i.decodeRecords(recs)
 			d.next = next
 			pos = next
@@ -82,6 +102,14 @@ func (i *Ingester) Run(ctx context.Context) error {
 		return fmt.Errorf("ingest: reading the WAL: %w", err)
 	}
 	return nil
+}
+
+func recordBytes(recs [][]byte) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r)
+	}
+	return n
 }
 
 // pendingBatch is the decoded batch of one WAL record.

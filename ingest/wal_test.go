@@ -282,3 +282,29 @@ func TestDrainerPreparedBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainerGathersATrickle: requests committed one by one are appended
+// in a few batches, not one append each (each append has a fixed cost).
+func TestDrainerGathersATrickle(t *testing.T) {
+	var appends atomic.Int32
+	var rows atomic.Int64
+	app := appenderFunc(func(_ context.Context, b vigil.Batch) error {
+		appends.Add(1)
+		rows.Add(int64(len(b.Results)))
+		return nil
+	})
+	w := openWAL(t, t.TempDir(), wal.Options{CommitInterval: time.Millisecond})
+	ing := ingest.New(ingest.Options{WAL: w, Appender: app})
+	runDrainer(t, ing)
+	const requests = 30
+	for n := range requests {
+		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", n, 1, "x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDrained(t, ing)
+	if rows.Load() != requests || appends.Load() > requests/3 {
+		t.Errorf("%d rows in %d appends, want %d rows in at most %d", rows.Load(), appends.Load(), requests, requests/3)
+	}
+	t.Logf("%d requests in %d appends", requests, appends.Load())
+}
