@@ -201,21 +201,9 @@ func (db *DB) TakePendingQueries(ctx context.Context, hostID string, now time.Ti
 // needs to ask the state. Deadlines are not looked at: a host listed
 // that should not be asks once for nothing.
 func (db *DB) PendingHosts(ctx context.Context) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT ch.host_id FROM campaigns c
+	out, err := db.queryStrings(ctx, `SELECT DISTINCT ch.host_id FROM campaigns c
 		JOIN campaign_hosts ch ON ch.campaign_id = c.id WHERE c.completed_at = 0 AND ch.status = ?`, StatusPending)
 	if err != nil {
-		return nil, fmt.Errorf("state: listing hosts with pending queries: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("state: listing hosts with pending queries: %w", err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("state: listing hosts with pending queries: %w", err)
 	}
 	return out, nil

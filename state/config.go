@@ -153,36 +153,37 @@ func (db *DB) SetHostLabels(ctx context.Context, hostID string, labels []string)
 
 // HostLabels returns the labels people gave a host, sorted.
 func (db *DB) HostLabels(ctx context.Context, hostID string) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT label FROM host_labels WHERE host_id = ? ORDER BY label`, hostID)
+	out, err := db.queryStrings(ctx, `SELECT label FROM host_labels WHERE host_id = ? ORDER BY label`, hostID)
 	if err != nil {
 		return nil, fmt.Errorf("state: reading labels of %q: %w", hostID, err)
 	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			return nil, fmt.Errorf("state: reading labels of %q: %w", hostID, err)
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // HostsWithLabel returns the ids of the hosts carrying a label.
 func (db *DB) HostsWithLabel(ctx context.Context, label string) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT host_id FROM host_labels WHERE label = ? ORDER BY host_id`, strings.ToLower(label))
+	out, err := db.queryStrings(ctx, `SELECT host_id FROM host_labels WHERE label = ? ORDER BY host_id`, strings.ToLower(label))
 	if err != nil {
 		return nil, fmt.Errorf("state: hosts with label %q: %w", label, err)
 	}
+	return out, nil
+}
+
+// queryStrings runs q, which selects one text column, on the reader and
+// returns its values (an empty slice for none).
+func (db *DB) queryStrings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	var out []string
+	out := []string{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out = append(out, id)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
