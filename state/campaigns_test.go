@@ -304,3 +304,68 @@ func testCampaignManyHosts(t *testing.T, db *DB) {
 }
 
 func TestCampaignManyHosts(t *testing.T) { forEachBackend(t, testCampaignManyHosts) }
+
+// Answers arriving together, as at 10,000 long-polling hosts, are
+// recorded in batches: each host's first answer is recorded (one per
+// host, the others refused), every row stored is one the host sent, and
+// exactly one answer completes the campaign.
+func TestCampaignConcurrentAnswers(t *testing.T) { forEachBackend(t, testCampaignConcurrentAnswers) }
+
+func testCampaignConcurrentAnswers(t *testing.T, db *DB) {
+	ctx := context.Background()
+	const n = 800
+	var hosts []CampaignHost
+	for i := range n {
+		hosts = append(hosts, CampaignHost{HostID: fmt.Sprint("h-", i), Hostname: fmt.Sprint("host-", i)})
+	}
+	now := time.Now()
+	c, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 1", Actor: "a", CreatedAt: now, Deadline: now.Add(time.Minute), Hosts: hosts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	recorded := map[string]int{}
+	completed := 0
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		for try := range 2 { // every host answers twice at once
+			wg.Go(func() {
+				rec, done, err := db.RecordResult(ctx, c.ID, h.HostID, Result{Status: StatusOK,
+					Rows: []map[string]string{{"host": h.HostID, "try": fmt.Sprint(try)}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if rec {
+					recorded[h.HostID]++
+				}
+				if done {
+					completed++
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(recorded) != n || completed != 1 {
+		t.Fatalf("%d hosts recorded, %d completions; want %d and 1", len(recorded), completed, n)
+	}
+	for h, k := range recorded {
+		if k != 1 {
+			t.Fatalf("host %s recorded %d times", h, k)
+		}
+	}
+	got, err := db.GetCampaign(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Done || got.Summary.OK != n {
+		t.Fatalf("campaign %+v", got.Summary)
+	}
+	for _, h := range got.Hosts {
+		if len(h.Rows) != 1 || h.Rows[0]["host"] != h.HostID || h.RowCount != 1 {
+			t.Fatalf("host %s stored %v (%d rows)", h.HostID, h.Rows, h.RowCount)
+		}
+	}
+}
