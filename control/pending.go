@@ -70,12 +70,7 @@ func (l *localQueries) add(campaignID, sql string, deadline time.Time, hosts []s
 	for _, h := range hosts {
 		sh := &l.shard[lockShard(h)]
 		sh.mu.Lock()
-		m := sh.byHost[h]
-		if m == nil {
-			m = map[string]string{}
-			sh.byHost[h] = m
-		}
-		m[campaignID] = sql
+		putNested(sh.byHost, h, campaignID, sql)
 		sh.mu.Unlock()
 	}
 }
@@ -103,18 +98,8 @@ func (l *localQueries) take(hostID string, now time.Time) map[string]string {
 			out = map[string]string{}
 		}
 		out[cid] = sql
-		h := sh.handed[hostID]
-		if h == nil {
-			h = map[string]struct{}{}
-			sh.handed[hostID] = h
-		}
-		h[cid] = struct{}{}
-		mk := sh.marks[cid]
-		if mk == nil {
-			mk = map[string]time.Time{}
-			sh.marks[cid] = mk
-		}
-		mk[hostID] = now
+		putNested(sh.handed, hostID, cid, struct{}{})
+		putNested(sh.marks, cid, hostID, now)
 	}
 	sh.mu.Unlock()
 	if out != nil {
@@ -164,12 +149,7 @@ func (l *localQueries) forgetHost(campaignID, hostID string) {
 	sh := &l.shard[lockShard(hostID)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if m := sh.byHost[hostID]; m != nil {
-		delete(m, campaignID)
-		if len(m) == 0 {
-			delete(sh.byHost, hostID)
-		}
-	}
+	deleteNested(sh.byHost, hostID, campaignID)
 }
 
 // takeMarks returns the hand-outs made at or before cutoff (all of them
@@ -203,12 +183,7 @@ func (l *localQueries) written(marks map[string][]string) {
 		for _, h := range hosts {
 			sh := &l.shard[lockShard(h)]
 			sh.mu.Lock()
-			if m := sh.handed[h]; m != nil {
-				delete(m, cid)
-				if len(m) == 0 {
-					delete(sh.handed, h)
-				}
-			}
+			deleteNested(sh.handed, h, cid)
 			sh.mu.Unlock()
 		}
 	}
@@ -220,16 +195,26 @@ func (l *localQueries) answered(campaignID, hostID string) {
 	sh := &l.shard[lockShard(hostID)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if mk := sh.marks[campaignID]; mk != nil {
-		delete(mk, hostID)
-		if len(mk) == 0 {
-			delete(sh.marks, campaignID)
-		}
+	deleteNested(sh.marks, campaignID, hostID)
+	deleteNested(sh.handed, hostID, campaignID)
+}
+
+// putNested sets m[k1][k2], making the inner map when needed.
+func putNested[V any](m map[string]map[string]V, k1, k2 string, v V) {
+	inner := m[k1]
+	if inner == nil {
+		inner = map[string]V{}
+		m[k1] = inner
 	}
-	if m := sh.handed[hostID]; m != nil {
-		delete(m, campaignID)
-		if len(m) == 0 {
-			delete(sh.handed, hostID)
+	inner[k2] = v
+}
+
+// deleteNested deletes m[k1][k2], and the inner map once it is empty.
+func deleteNested[V any](m map[string]map[string]V, k1, k2 string) {
+	if inner := m[k1]; inner != nil {
+		delete(inner, k2)
+		if len(inner) == 0 {
+			delete(m, k1)
 		}
 	}
 }
