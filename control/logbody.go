@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -57,7 +58,7 @@ func fastLogRequest(body []byte, req *osquery.LogRequest) bool {
 		if err != nil {
 			return false
 		}
-		switch name.String() {
+		switch key := name.String(); key {
 		case "node_key":
 			if !readString(dec, &req.NodeKey) {
 				return false
@@ -73,9 +74,7 @@ func fastLogRequest(body []byte, req *osquery.LogRequest) bool {
 		default:
 			// encoding/json matches names without regard to case: a
 			// near-spelling of a field goes to it there, so to decodeJSON.
-			if bytes.EqualFold([]byte(name.String()), []byte("node_key")) ||
-				bytes.EqualFold([]byte(name.String()), []byte("log_type")) ||
-				bytes.EqualFold([]byte(name.String()), []byte("data")) {
+			if strings.EqualFold(key, "node_key") || strings.EqualFold(key, "log_type") || strings.EqualFold(key, "data") {
 				return false
 			}
 			if err := dec.SkipValue(); err != nil {
