@@ -180,22 +180,34 @@ func TestLogGzip(t *testing.T) {
 }
 
 func TestMalformedAndOversized(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.MaxBodyBytes = 4096; o.MaxOtherBodyBytes = 2048 })
+	e := newEnv(t, func(o *Options) { o.MaxBodyBytes = 4096; o.MaxOtherBodyBytes = 2048; o.MaxCarveBlockBytes = 3072 })
+	ctx := context.Background()
 	key, _ := e.enroll("enroll.json")
-	hostsBefore, _ := e.db.Hosts(context.Background())
+	hostsBefore, _ := e.db.Hosts(ctx)
+	// A carve in progress, so that a bad carve/block has a session to
+	// (wrongly) store into.
+	r := e.post(osquery.PathCarveBegin, []byte(fmt.Sprintf(`{"block_count":1,"block_size":3000,"carve_size":3000,"carve_id":"c","request_id":"q","node_key":%q}`, key)))
+	var begin carveBeginResponse
+	if r.status != 200 || json.Unmarshal(r.body, &begin) != nil || begin.SessionID == "" {
+		t.Fatalf("carve/begin: %d %s", r.status, r.body)
+	}
 
-	paths := []string{osquery.PathEnroll, osquery.PathConfig, osquery.PathLog, osquery.PathDistributedRead, osquery.PathDistributedWrite}
+	paths := []string{osquery.PathEnroll, osquery.PathConfig, osquery.PathLog, osquery.PathDistributedRead, osquery.PathDistributedWrite,
+		osquery.PathCarveBegin, osquery.PathCarveBlock}
 	for _, p := range paths {
 		// Malformed: the error names the offset.
-		r := e.post(p, []byte(fmt.Sprintf(`{"node_key": %q, "log_type": "result", "data": [{"a": 1},]}`, key)))
+		r := e.post(p, []byte(fmt.Sprintf(`{"node_key": %q, "session_id": %q, "block_id": 0, "log_type": "result", "data": [{"a": 1},]}`, key, begin.SessionID)))
 		msg, _ := r.json(t)["error"].(string)
 		if r.status != 400 || !strings.HasPrefix(msg, "invalid JSON at offset ") {
 			t.Errorf("%s malformed: %d %s", p, r.status, r.body)
 		}
 		// Wrong type.
 		field := "node_key"
-		if p == osquery.PathEnroll {
+		switch p {
+		case osquery.PathEnroll:
 			field = "enroll_secret"
+		case osquery.PathCarveBlock:
+			field = "session_id" // carve/block's credential
 		}
 		r = e.post(p, []byte(fmt.Sprintf(`{%q: 42}`, field)))
 		msg, _ = r.json(t)["error"].(string)
@@ -209,10 +221,16 @@ func TestMalformedAndOversized(t *testing.T) {
 		}
 		// Oversized: the limit is named.
 		limit := int64(2048)
-		if p == osquery.PathLog || p == osquery.PathDistributedWrite {
+		switch p {
+		case osquery.PathLog, osquery.PathDistributedWrite:
 			limit = 4096
+		case osquery.PathCarveBlock:
+			// A block's base64 (4/3 of MaxCarveBlockBytes) plus 8 KiB
+			// for the other fields.
+			limit = 3072/3*4 + 8<<10
 		}
-		big := fmt.Sprintf(`{"node_key": %q, "log_type": "result", "data": [%q]}`, key, strings.Repeat("x", int(limit)))
+		big := fmt.Sprintf(`{"node_key": %q, "session_id": %q, "block_id": 0, "log_type": "result", "data": [%q]}`,
+			key, begin.SessionID, strings.Repeat("x", int(limit)))
 		r = e.post(p, []byte(big))
 		msg, _ = r.json(t)["error"].(string)
 		if want := fmt.Sprintf("body exceeds %d bytes", limit); r.status != 400 || !strings.HasPrefix(msg, want) {
@@ -224,7 +242,7 @@ func TestMalformedAndOversized(t *testing.T) {
 	zw := gzip.NewWriter(&buf)
 	fmt.Fprintf(zw, `{"node_key": %q, "log_type": "result", "data": [%q]}`, key, strings.Repeat("x", 100000))
 	zw.Close()
-	r := e.post(osquery.PathLog, buf.Bytes(), "Content-Encoding", "gzip")
+	r = e.post(osquery.PathLog, buf.Bytes(), "Content-Encoding", "gzip")
 	if r.status != 400 || !strings.Contains(string(r.body), "exceeds 4096 bytes") {
 		t.Errorf("gzip bomb: %d %s", r.status, r.body)
 	}
@@ -232,9 +250,13 @@ func TestMalformedAndOversized(t *testing.T) {
 	if n := len(e.sink.Calls()); n != 0 {
 		t.Errorf("bad requests reached ingest: %d calls", n)
 	}
-	hostsAfter, _ := e.db.Hosts(context.Background())
+	hostsAfter, _ := e.db.Hosts(ctx)
 	if len(hostsAfter) != len(hostsBefore) {
 		t.Errorf("bad requests stored hosts")
+	}
+	// No carve begun and no block stored: only the good carve, empty.
+	if carves, err := e.db.Carves(ctx, 10); err != nil || len(carves) != 1 || carves[0].Received != 0 {
+		t.Errorf("after bad carve requests: %+v (%v), want the one carve begun, with no block", carves, err)
 	}
 }
 

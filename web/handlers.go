@@ -203,6 +203,10 @@ func (a *API) removeHost(w http.ResponseWriter, r *http.Request, p state.Princip
 
 func (a *API) revokeHost(w http.ResponseWriter, r *http.Request, p state.Principal) {
 	id := r.PathValue("id")
+	if err := noBody(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if _, err := a.db.Host(r.Context(), id); err != nil {
 		a.fail(w, r, err)
 		return

@@ -65,6 +65,10 @@ type OutputResult struct {
 // well as a success.
 func (a *API) testOutput(w http.ResponseWriter, r *http.Request, p state.Principal) {
 	name := r.PathValue("name")
+	if err := noBody(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if a.opts.Outputs == nil {
 		noOutputs(w)
 		return
@@ -114,6 +118,10 @@ func (a *API) redeliverDeadLetter(w http.ResponseWriter, r *http.Request, p stat
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("dead letter id %q is not a number", r.PathValue("id")))
+		return
+	}
+	if err := noBody(r); err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	if a.opts.Outputs == nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -321,8 +322,32 @@ func decode(r *http.Request, v any) error {
 			return fmt.Errorf("invalid JSON: %s: %w", err.Error(), vigil.ErrInvalid)
 		}
 	}
-	if dec.More() {
+	// Not dec.More: it reports false before a stray '}' or ']', which
+	// would let `{...}}` through.
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("body exceeds %d bytes: %w", maxRequestBytes, vigil.ErrInvalid)
+		}
 		return fmt.Errorf("invalid JSON: data after the object: %w", vigil.ErrInvalid)
 	}
 	return nil
+}
+
+// noBody checks the body of an action that takes no parameters: none (or
+// {}) is accepted, anything else is a 400 as decode words it, so a
+// client that sends parameters does not have them silently ignored.
+func noBody(r *http.Request) error {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return fmt.Errorf("body exceeds %d bytes: %w", maxRequestBytes, vigil.ErrInvalid)
+	case err != nil:
+		return fmt.Errorf("reading body: %s: %w", err.Error(), vigil.ErrInvalid)
+	case len(bytes.TrimSpace(b)) == 0:
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return decode(r, &struct{}{})
 }
