@@ -19,7 +19,11 @@
 // may return more rows than asked (never fewer). Constrained index columns
 // (processes.pid, users.uid, ...) make cheap plans; a table with required
 // columns (file, hash) fails with an error naming them when none is
-// constrained. Values are converted to the declared column type the way
+// constrained. On file and hash, =, LIKE and GLOB on path or directory name
+// the files: LIKE's '%' and '_' (GLOB's '*', '?' and "[...]") match within
+// one path component and a final "%%" ("**") takes everything below, as
+// osquery's filesystem patterns do; one pattern may expand to at most
+// 100,000 paths (pathpattern.go), beyond that the query fails saying so. Values are converted to the declared column type the way
 // osquery converts its rows: what does not parse becomes NULL.
 //
 // osquery's SQL functions are registered on every connection (split,

@@ -173,9 +173,11 @@ func FuzzLikeMatch(f *testing.F) {
 
 // FuzzExpandLike checks that every path a pattern expands to exists in the
 // tree and matches the pattern, so that SQLite's re-check never needs to
-// undo more than case.
+// undo more than case. Each input is tried both as a LIKE and as a GLOB
+// pattern.
 func FuzzExpandLike(f *testing.F) {
-	for _, p := range []string{"/etc/%", "/etc/%%", "/%/sub/%", "/etc/_.conf", "/e%/s%/%%", "/%%", "//etc//%"} {
+	for _, p := range []string{"/etc/%", "/etc/%%", "/%/sub/%", "/etc/_.conf", "/e%/s%/%%", "/%%", "//etc//%",
+		"/etc/*", "/etc/**", "/*/cron.?/*", "/etc/[a-m]*", "/e[^x]c/**", "/etc[/]x", "/[]a]*"} {
 		f.Add(p)
 	}
 	root, err := filepath.Abs("testdata/root")
@@ -187,11 +189,6 @@ func FuzzExpandLike(f *testing.F) {
 		if !utf8.ValidString(pattern) {
 			return
 		}
-		q := &queryCtx{ctx: context.Background(), fs: fsys}
-		got, err := expandLike(q, pattern)
-		if err != nil {
-			return
-		}
 		// Empty components are ignored by the expansion.
 		var parts []string
 		for _, c := range strings.Split(pattern, "/") {
@@ -200,13 +197,31 @@ func FuzzExpandLike(f *testing.F) {
 			}
 		}
 		norm := "/" + strings.Join(parts, "/")
-		for _, p := range got {
-			if !likeMatch(norm, p) {
-				t.Fatalf("expandLike(%q) gave %q, which does not match %q", pattern, p, norm)
+		for _, syn := range []struct {
+			name   string
+			expand func(*queryCtx, string) ([]string, error)
+			match  func(p, s string) bool
+			meta   string
+		}{
+			{"LIKE", expandLike, likeMatch, "%_"},
+			{"GLOB", expandGlob, globMatch, "*?["},
+		} {
+			q := &queryCtx{ctx: context.Background(), fs: fsys}
+			got, err := syn.expand(q, pattern)
+			if err != nil {
+				if strings.Contains(err.Error(), "narrow it") || strings.Contains(err.Error(), "contains '/'") {
+					continue
+				}
+				t.Fatalf("%s expansion of %q: unexpected error %v", syn.name, pattern, err)
 			}
-			if strings.ContainsAny(pattern, "%_") && !strings.ContainsAny(path.Base(p), "%_") {
-				if _, err := fsys.Lstat(p); err != nil && strings.ContainsAny(path.Base(norm), "%_") {
-					t.Fatalf("expandLike(%q) gave %q, which does not exist", pattern, p)
+			for _, p := range got {
+				if !syn.match(norm, p) {
+					t.Fatalf("%s expansion of %q gave %q, which does not match %q", syn.name, pattern, p, norm)
+				}
+				if strings.ContainsAny(pattern, syn.meta) && !strings.ContainsAny(path.Base(p), syn.meta) {
+					if _, err := fsys.Lstat(p); err != nil && strings.ContainsAny(path.Base(norm), syn.meta) {
+						t.Fatalf("%s expansion of %q gave %q, which does not exist", syn.name, pattern, p)
+					}
 				}
 			}
 		}

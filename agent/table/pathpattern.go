@@ -1,6 +1,7 @@
 package table
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -8,9 +9,36 @@ import (
 	"unicode/utf8"
 )
 
-// maxExpandedPaths bounds what one LIKE pattern may expand to, so that
-// "path LIKE '/%%'" fails with a clear error instead of walking the disk.
-const maxExpandedPaths = 100000
+// maxExpandedPaths bounds what one LIKE or GLOB pattern may expand to, so
+// that "path LIKE '/%%'" fails with a clear error instead of walking the
+// disk. A variable only so that tests can reach it with a small tree.
+var maxExpandedPaths = 100000
+
+// pathSyntax is one pattern language on paths: LIKE or GLOB.
+type pathSyntax struct {
+	name string
+	// wild reports whether a path component holds a wildcard.
+	wild func(part string) bool
+	// recursive reports whether a final component also takes everything
+	// below its matches.
+	recursive func(part string) bool
+	match     func(part, name string) bool
+}
+
+var (
+	likeSyntax = pathSyntax{
+		name:      "LIKE",
+		wild:      func(p string) bool { return strings.ContainsAny(p, "%_") },
+		recursive: func(p string) bool { return strings.Contains(p, "%%") },
+		match:     likeMatch,
+	}
+	globSyntax = pathSyntax{
+		name:      "GLOB",
+		wild:      func(p string) bool { return strings.ContainsAny(p, "*?[") },
+		recursive: func(p string) bool { return strings.Contains(p, "**") },
+		match:     globMatch,
+	}
+)
 
 // expandLike turns a SQL LIKE pattern on an absolute path into the paths it
 // names, with osquery's filesystem wildcard rules: "%" (and "_") match
@@ -20,6 +48,21 @@ const maxExpandedPaths = 100000
 // (ASCII case is ignored here too). Directories reached through symlinks
 // are not descended into.
 func expandLike(q *queryCtx, pattern string) ([]string, error) {
+	return expandPath(q, pattern, likeSyntax)
+}
+
+// expandGlob is expandLike for SQL GLOB patterns, with the same rules in
+// GLOB's spelling: "*", "?" and "[...]" match within one path component
+// (case-sensitive, as GLOB is), and a final component containing "**" also
+// takes everything below its matches. A "[...]" set cannot hold "/".
+func expandGlob(q *queryCtx, pattern string) ([]string, error) {
+	if err := checkGlobSets(pattern); err != nil {
+		return nil, err
+	}
+	return expandPath(q, pattern, globSyntax)
+}
+
+func expandPath(q *queryCtx, pattern string, syn pathSyntax) ([]string, error) {
 	if !strings.HasPrefix(pattern, "/") {
 		return nil, nil
 	}
@@ -33,7 +76,7 @@ func expandLike(q *queryCtx, pattern string) ([]string, error) {
 		if part == "" {
 			continue
 		}
-		if !strings.ContainsAny(part, "%_") {
+		if !syn.wild(part) {
 			// Joined without cleaning: the row must keep the path the
 			// pattern names for SQLite's re-check to accept it.
 			for j := range cur {
@@ -41,7 +84,7 @@ func expandLike(q *queryCtx, pattern string) ([]string, error) {
 			}
 			continue
 		}
-		recursive := last && strings.Contains(part, "%%")
+		recursive := last && syn.recursive(part)
 		var next []string
 		for _, dir := range cur {
 			ents, err := q.fs.ReadDir(dir)
@@ -49,19 +92,20 @@ func expandLike(q *queryCtx, pattern string) ([]string, error) {
 				continue
 			}
 			for _, e := range ents {
-				if !likeMatch(part, e.Name()) {
+				if !syn.match(part, e.Name()) {
 					continue
 				}
 				p := strings.TrimSuffix(dir, "/") + "/" + e.Name()
 				next = append(next, p)
 				if recursive && e.IsDir() {
 					var err error
-					if next, err = walkBelow(q, p, next); err != nil {
-						return nil, fmt.Errorf("expanding %q: %w", pattern, err)
+					next, err = walkBelow(q, p, next)
+					if err != nil && !errors.Is(err, errTooManyPaths) {
+						return nil, fmt.Errorf("expanding %s %q: %w", syn.name, pattern, err)
 					}
 				}
 				if len(next) > maxExpandedPaths {
-					return nil, fmt.Errorf("pattern %q matches more than %d paths; narrow it", pattern, maxExpandedPaths)
+					return nil, fmt.Errorf("%s pattern %q matches more than %d paths; narrow it", syn.name, pattern, maxExpandedPaths)
 				}
 			}
 		}
@@ -71,7 +115,11 @@ func expandLike(q *queryCtx, pattern string) ([]string, error) {
 	return cur, nil
 }
 
-// walkBelow appends every entry below dir (not following symlinks).
+// errTooManyPaths stops a walk that went over maxExpandedPaths.
+var errTooManyPaths = errors.New("too many paths")
+
+// walkBelow appends every entry below dir (not following symlinks); past
+// maxExpandedPaths it returns what it has and errTooManyPaths.
 func walkBelow(q *queryCtx, dir string, out []string) ([]string, error) {
 	if err := q.Err(); err != nil {
 		return nil, err
@@ -84,11 +132,11 @@ func walkBelow(q *queryCtx, dir string, out []string) ([]string, error) {
 		p := strings.TrimSuffix(dir, "/") + "/" + e.Name()
 		out = append(out, p)
 		if len(out) > maxExpandedPaths {
-			return nil, fmt.Errorf("more than %d paths below %s; narrow the pattern", maxExpandedPaths, dir)
+			return out, errTooManyPaths
 		}
 		if e.IsDir() {
 			if out, err = walkBelow(q, p, out); err != nil {
-				return nil, err
+				return out, err
 			}
 		}
 	}
@@ -133,6 +181,130 @@ func likeMatch(p, s string) bool {
 	return pi == len(p)
 }
 
+// globMatch reports whether s matches the SQL GLOB pattern p as SQLite
+// evaluates it: '*' any run of characters, '?' one character, "[...]" one
+// character of a set ("[^...]" not of it; "a-z" ranges; a ']' first or a
+// '-' first or last is literal; an unclosed set matches nothing), all other
+// characters compared exactly.
+func globMatch(p, s string) bool {
+	// As likeMatch: every token but '*' takes exactly one character, so
+	// backtracking to the last '*' is enough.
+	pi, si := 0, 0
+	starP, starS := -1, 0
+	for si < len(s) {
+		if pi < len(p) {
+			pc, pn := utf8.DecodeRuneInString(p[pi:])
+			sc, sn := utf8.DecodeRuneInString(s[si:])
+			if pc == '*' {
+				starP, starS = pi, si
+				pi += pn
+				continue
+			}
+			ok, n := globOne(p[pi:], sc)
+			if ok {
+				pi += n
+				si += sn
+				continue
+			}
+		}
+		if starP < 0 {
+			return false
+		}
+		_, sn := utf8.DecodeRuneInString(s[starS:])
+		starS += sn
+		si = starS
+		pi = starP + 1
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// globOne matches the one-character token at the start of p ('?', a set or
+// a literal) against c, and returns the token's length.
+func globOne(p string, c rune) (bool, int) {
+	pc, n := utf8.DecodeRuneInString(p)
+	switch pc {
+	case '?':
+		return true, n
+	case '[':
+		return globSet(p, c)
+	}
+	return pc == c, n
+}
+
+// globSet matches c against the set at the start of p ("[...]"), with
+// SQLite's rules; an unclosed set never matches.
+func globSet(p string, c rune) (bool, int) {
+	i := 1
+	invert, seen := false, false
+	next := func() rune {
+		if i >= len(p) {
+			return 0
+		}
+		r, n := utf8.DecodeRuneInString(p[i:])
+		i += n
+		return r
+	}
+	c2 := next()
+	if c2 == '^' {
+		invert = true
+		c2 = next()
+	}
+	if c2 == ']' {
+		seen = c == ']'
+		c2 = next()
+	}
+	var prior rune = -1
+	for c2 != 0 && c2 != ']' {
+		if c2 == '-' && i < len(p) && p[i] != ']' && prior >= 0 {
+			hi := next()
+			if c >= prior && c <= hi {
+				seen = true
+			}
+			prior = -1
+		} else {
+			if c == c2 {
+				seen = true
+			}
+			prior = c2
+		}
+		c2 = next()
+	}
+	if c2 == 0 {
+		return false, len(p)
+	}
+	return seen != invert, i
+}
+
+// checkGlobSets rejects a GLOB pattern with a "[...]" set that spans a '/':
+// path wildcards match within one component, so such a set could never be
+// honoured.
+func checkGlobSets(pattern string) error {
+	for i := 0; i < len(pattern); i++ {
+		if pattern[i] != '[' {
+			continue
+		}
+		j := i + 1
+		if j < len(pattern) && pattern[j] == '^' {
+			j++
+		}
+		if j < len(pattern) && pattern[j] == ']' {
+			j++
+		}
+		end := strings.IndexByte(pattern[j:], ']')
+		if end < 0 {
+			return nil // unclosed: matches nothing, as in SQLite
+		}
+		if strings.Contains(pattern[i:j+end], "/") {
+			return fmt.Errorf("GLOB pattern %q: the set at byte %d contains '/', but path wildcards match within one path component", pattern, i)
+		}
+		i = j + end
+	}
+	return nil
+}
+
 func foldASCII(r rune) rune {
 	if r >= 'A' && r <= 'Z' {
 		return r + ('a' - 'A')
@@ -165,9 +337,25 @@ func targetPaths(q *queryCtx) ([][2]string, error) {
 			add(p, path.Dir(p))
 		}
 	}
+	for _, pat := range q.Glob("path") {
+		paths, err := expandGlob(q, pat)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			add(p, path.Dir(p))
+		}
+	}
 	dirs := q.Eq("directory")
 	for _, pat := range q.Like("directory") {
 		d, err := expandLike(q, pat)
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d...)
+	}
+	for _, pat := range q.Glob("directory") {
+		d, err := expandGlob(q, pat)
 		if err != nil {
 			return nil, err
 		}

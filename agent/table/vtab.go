@@ -133,6 +133,9 @@ func (q *queryCtx) Eq(col string) []string { return q.values(col, vtab.OpEQ) }
 // Like returns the patterns of the LIKE constraints on col.
 func (q *queryCtx) Like(col string) []string { return q.values(col, vtab.OpLIKE) }
 
+// Glob returns the patterns of the GLOB constraints on col.
+func (q *queryCtx) Glob(col string) []string { return q.values(col, vtab.OpGLOB) }
+
 // HasEq reports whether col has an = constraint.
 func (q *queryCtx) HasEq(col string) bool { return len(q.Eq(col)) > 0 }
 
@@ -250,9 +253,9 @@ func (t *vtable) BestIndex(info *vtab.IndexInfo) error {
 		if !ok {
 			continue
 		}
-		// GLOB is handed over but cannot satisfy a required column: only = and
-		// LIKE name paths the generators can expand.
-		isKeyOp := c.Op == vtab.OpEQ || c.Op == vtab.OpLIKE
+		// =, LIKE and GLOB name paths the generators can expand; a range
+		// cannot satisfy a required column.
+		isKeyOp := c.Op == vtab.OpEQ || c.Op == vtab.OpLIKE || c.Op == vtab.OpGLOB
 		if col.Required && isKeyOp {
 			requiredSeen = true
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil/agent/agenttest"
+	"github.com/vigilhq/vigil/agent/table"
 )
 
 func runMain(t *testing.T, stdin string, args ...string) (string, error) {
@@ -63,6 +64,9 @@ func TestQueryFormats(t *testing.T) {
 	}
 }
 
+// TestTables checks that "tables --json" lists every registered table with
+// its columns, types and attributes in schema order, and that the plain
+// listing names every table too.
 func TestTables(t *testing.T) {
 	out, err := runMain(t, "", "tables", "--json")
 	if err != nil {
@@ -72,6 +76,60 @@ func TestTables(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ts); err != nil {
 		t.Fatal(err)
 	}
+	e, err := table.Open(context.Background(), table.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	reg := e.Tables()
+	if len(ts) != len(reg) {
+		t.Errorf("tables --json lists %d tables, %d are registered", len(ts), len(reg))
+	}
+	listed := map[string]tableJSON{}
+	for _, tb := range ts {
+		if _, dup := listed[tb.Name]; dup {
+			t.Errorf("table %s listed twice", tb.Name)
+		}
+		listed[tb.Name] = tb
+	}
+	for _, s := range reg {
+		tb, ok := listed[s.Name]
+		if !ok {
+			t.Errorf("registered table %s missing from tables --json", s.Name)
+			continue
+		}
+		if tb.Event != s.Event || tb.Description != s.Description {
+			t.Errorf("%s: event=%v description=%q, registered event=%v description=%q", s.Name, tb.Event, tb.Description, s.Event, s.Description)
+		}
+		if len(tb.Columns) == 0 || len(tb.Columns) != len(s.Columns) {
+			t.Errorf("%s: %d columns listed, %d in the schema", s.Name, len(tb.Columns), len(s.Columns))
+			continue
+		}
+		for i, c := range s.Columns {
+			want := columnJSON{Name: c.Name, Type: c.Type, Hidden: c.Hidden, Required: c.Required, Index: c.Index, Collate: c.Collate}
+			if tb.Columns[i] != want || want.Type == "" {
+				t.Errorf("%s column %d: listed %+v, schema %+v", s.Name, i, tb.Columns[i], want)
+			}
+		}
+	}
+	// Whatever the struct tags say, the document has "name" and "type"
+	// strings on every column.
+	var raw []struct {
+		Name    string           `json:"name"`
+		Columns []map[string]any `json:"columns"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range raw {
+		for i, c := range tb.Columns {
+			name, _ := c["name"].(string)
+			typ, _ := c["type"].(string)
+			if name == "" || typ == "" {
+				t.Errorf("%s column %d: %v lacks a name or type", tb.Name, i, c)
+			}
+		}
+	}
 	found := false
 	for _, tb := range ts {
 		if tb.Name == "process_events" {
@@ -80,6 +138,15 @@ func TestTables(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("process_events missing or not an event table in %d tables", len(ts))
+	}
+	out, err = runMain(t, "", "tables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range reg {
+		if !strings.Contains(out, "\n"+s.Name+":") && !strings.HasPrefix(out, s.Name+":") && !strings.Contains(out, "\n"+s.Name+" (event):") {
+			t.Errorf("plain listing lacks %s", s.Name)
+		}
 	}
 	out, err = runMain(t, "", "tables", "uptime")
 	if err != nil || !strings.Contains(out, "total_seconds") || strings.Contains(out, "processes") {
