@@ -101,8 +101,10 @@ func auditRules(tables map[string]bool) ([]*rule.SyscallRule, error) {
 }
 
 // startAudit registers with the kernel's audit subsystem and installs the
-// rules for the requested tables. On error nothing is left changed.
-func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string) (_ *auditSource, err error) {
+// rules for the requested tables. queueSize bounds the messages held
+// between the socket reader and the parser (auditQueueSize; tests make it
+// tiny to force QueueDropped). On error nothing is left changed.
+func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string, queueSize int) (_ *auditSource, err error) {
 	ctlSk, err := newNLSocket(syscall.NETLINK_AUDIT, 0, 0, 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("open audit control socket: %w", err)
@@ -117,6 +119,10 @@ func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[str
 	if err != nil {
 		return nil, fmt.Errorf("get audit status: %w", err)
 	}
+	// What restore puts back if a check below fails: the values found, so
+	// that a failed start (another receiver holds audit) never disables
+	// audit or lowers its backlog under that receiver.
+	a.prevEnabled, a.prevBacklog = st.Enabled, st.BacklogLimit
 	if st.Enabled == 2 {
 		return nil, errors.New("audit configuration is locked (immutable, enabled=2): rules cannot be added until reboot")
 	}
@@ -183,7 +189,7 @@ func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[str
 	}
 
 	ctx, a.cancel = context.WithCancel(ctx)
-	q := make(chan rawMsg, auditQueueSize)
+	q := make(chan rawMsg, queueSize)
 	a.wg.Add(3)
 	go a.receive(ctx, q)
 	go a.process(ctx, q)

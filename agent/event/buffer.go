@@ -1,5 +1,5 @@
 // Package event owns the agent's real-time event sources (Linux audit
-// netlink, the netlink process connector, later fanotify and eBPF) and the
+// netlink, the netlink process connector, fanotify and inotify) and the
 // bounded Buffer that holds their rows until the event tables
 // (process_events, ...) are queried. Rows use osquery's column names.
 //

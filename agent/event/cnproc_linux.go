@@ -42,8 +42,12 @@ type cnprocSource struct {
 	c      counters
 }
 
-func startCnProc(ctx context.Context, log *slog.Logger, sink Sink) (*cnprocSource, error) {
-	sk, err := newNLSocket(unix.NETLINK_CONNECTOR, cnIdxProc, 8<<20, 500*time.Millisecond)
+// cnprocRcvBuf is the receive buffer of the connector socket: multicast
+// messages that do not fit are dropped by the kernel (ENOBUFS, counted).
+const cnprocRcvBuf = 8 << 20
+
+func startCnProc(ctx context.Context, log *slog.Logger, sink Sink, rcvbuf int) (*cnprocSource, error) {
+	sk, err := newNLSocket(unix.NETLINK_CONNECTOR, cnIdxProc, rcvbuf, 500*time.Millisecond)
 	if err != nil {
 		return nil, fmt.Errorf("open process connector socket: %w", err)
 	}

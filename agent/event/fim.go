@@ -160,6 +160,24 @@ func (s fimSpec) recursiveUnder(dir string) bool {
 	return false
 }
 
+// fsEvent is one notification, normalised from fanotify or inotify.
+type fsEvent struct {
+	dir, name                                                          string
+	created, deleted, movedFrom, movedTo, modified, closeWrite, attrib bool
+	isDir                                                              bool
+	pid                                                                int // 0 when unknown (inotify)
+}
+
+// fsBackend is a kernel notification interface (fanotify, inotify).
+type fsBackend interface {
+	name() string
+	add(dir string) error
+	// read waits up to a short timeout and returns the events read and how
+	// many were lost to a queue overflow.
+	read() ([]fsEvent, int, error)
+	close() error
+}
+
 // fimRow builds a file_events row, with the file's metadata and hashes when
 // it still exists.
 func fimRow(path, category, action string, pid int, t time.Time) map[string]string {

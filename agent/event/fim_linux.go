@@ -16,24 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fsEvent is one notification, normalised from fanotify or inotify.
-type fsEvent struct {
-	dir, name                                                          string
-	created, deleted, movedFrom, movedTo, modified, closeWrite, attrib bool
-	isDir                                                              bool
-	pid                                                                int // 0 when unknown (inotify)
-}
-
-// fsBackend is a kernel notification interface.
-type fsBackend interface {
-	name() string
-	add(dir string) error
-	// read waits up to a short timeout and returns the events read and how
-	// many were lost to a queue overflow.
-	read() ([]fsEvent, int, error)
-	close() error
-}
-
 // fileSource feeds file_events from fanotify (with the acting pid) or, when
 // fanotify is not available, inotify (no pid).
 type fileSource struct {
@@ -50,12 +32,13 @@ type fileSource struct {
 	watched int
 }
 
-func startFiles(ctx context.Context, log *slog.Logger, sink Sink, spec fimSpec) (*fileSource, error) {
-	var be fsBackend
-	be, ferr := newFanotify()
+// startFiles opens fanotify (it knows the acting pid) and falls back to
+// inotify with a warning saying why.
+func startFiles(ctx context.Context, log *slog.Logger, sink Sink, spec fimSpec, st starters) (*fileSource, error) {
+	be, ferr := st.fanotify()
 	if ferr != nil {
 		var err error
-		be, err = newInotify()
+		be, err = st.inotify()
 		if err != nil {
 			return nil, fmt.Errorf("fanotify: %v; inotify: %w", ferr, err)
 		}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 )
 
-func startFiles(ctx context.Context, log *slog.Logger, sink Sink, spec fimSpec) (source, error) {
+func startFiles(ctx context.Context, log *slog.Logger, sink Sink, spec fimSpec, st starters) (source, error) {
 	return nil, ErrUnsupported
 }
 

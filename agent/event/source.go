@@ -27,7 +27,9 @@ type Stats struct {
 	// KernelLost is the kernel's audit "lost" counter growth since start.
 	KernelLost uint64 `json:"kernel_lost"`
 	// SocketOverflows counts ENOBUFS on the receive socket (kernel dropped
-	// messages because we read too slowly).
+	// messages because we read too slowly) and, for file_events, the
+	// fanotify/inotify queue-overflow notices. It counts occurrences: the
+	// kernel does not say how many messages each one lost.
 	SocketOverflows uint64 `json:"socket_overflows"`
 	// QueueDropped counts messages dropped because our own queue between
 	// the socket reader and the parser was full.
@@ -99,6 +101,17 @@ type Manager struct {
 	fileRefreshes uint64
 	files         source // file_events source, replaced by SetFilePaths
 	filesOK       bool   // file_events wanted (Options.Tables)
+	start         starters
+}
+
+// starters are the constructors Start and SetFilePaths try, in order of
+// preference. They are fields, not direct calls, so that tests can make one
+// fail and check the fallback that follows.
+type starters struct {
+	audit  func(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string) (source, error)
+	cnproc func(ctx context.Context, log *slog.Logger, sink Sink) (source, error)
+	// fanotify and inotify open the file notification backends.
+	fanotify, inotify func() (fsBackend, error)
 }
 
 // ErrUnsupported means no source for a table works on this platform.
@@ -109,10 +122,14 @@ var ErrUnsupported = errors.New("event source not supported on this platform")
 // logged as a warning saying what was tried and why it failed, and its
 // tables stay empty. Close stops everything.
 func Start(ctx context.Context, opts Options) *Manager {
+	return start(ctx, opts, platformStarters())
+}
+
+func start(ctx context.Context, opts Options, st starters) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{log: opts.Logger.With("component", "events"), ctx: ctx, sink: opts.Sink}
+	m := &Manager{log: opts.Logger.With("component", "events"), ctx: ctx, sink: opts.Sink, start: st}
 	want := map[string]bool{}
 	if opts.Tables == nil {
 		for _, t := range []string{"process_events", "socket_events", "user_events", "file_events"} {
@@ -209,7 +226,7 @@ func (m *Manager) SetFilePaths(paths, exclude map[string][]string) {
 		return
 	}
 	spec := parseFilePaths(paths, exclude)
-	fs, err := startFiles(m.ctx, m.log, m.sink, spec)
+	fs, err := startFiles(m.ctx, m.log, m.sink, spec, m.start)
 	if err != nil {
 		m.fail(Stats{Source: "file_events", Error: err.Error()})
 		m.log.Warn("file events: no watcher works; file_events stays empty", "err", err)

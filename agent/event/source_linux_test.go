@@ -188,7 +188,7 @@ func TestAuditProcessEvents(t *testing.T) {
 func TestCnProcProcessEvents(t *testing.T) {
 	requireRoot(t)
 	buf := NewBuffer(BufferOptions{})
-	s, err := startCnProc(context.Background(), testLogger(t), buf)
+	s, err := startCnProc(context.Background(), testLogger(t), buf, cnprocRcvBuf)
 	if err != nil {
 		t.Fatalf("process connector: %v", err)
 	}

@@ -2,10 +2,45 @@ package event
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
 )
+
+// platformStarters are the real sources of this platform.
+func platformStarters() starters {
+	return starters{
+		audit: func(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string) (source, error) {
+			a, err := startAudit(ctx, log, sink, tables, stateDir, auditQueueSize)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return a, nil
+		},
+		cnproc: func(ctx context.Context, log *slog.Logger, sink Sink) (source, error) {
+			c, err := startCnProc(ctx, log, sink, cnprocRcvBuf)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		fanotify: func() (fsBackend, error) {
+			f, err := newFanotify()
+			if err != nil {
+				return nil, err
+			}
+			return f, nil
+		},
+		inotify: func() (fsBackend, error) {
+			in, err := newInotify()
+			if err != nil {
+				return nil, err
+			}
+			return in, nil
+		},
+	}
+}
 
 // startPlatform tries audit netlink first (full argv, uids, cwd; socket and
 // user events), then the process connector for process_events only.
@@ -23,7 +58,7 @@ func startPlatform(ctx context.Context, m *Manager, sink Sink, want map[string]b
 	if os.Geteuid() != 0 {
 		hint = " (not running as root: audit and the process connector need CAP_AUDIT_CONTROL/CAP_NET_ADMIN)"
 	}
-	a, err := startAudit(ctx, m.log, sink, auditTables, stateDir)
+	a, err := m.start.audit(ctx, m.log, sink, auditTables, stateDir)
 	if err == nil {
 		m.add(a, strings.Split(keys(auditTables), ","))
 		m.log.Info("events: audit netlink source started", "tables", keys(auditTables))
@@ -34,7 +69,7 @@ func startPlatform(ctx context.Context, m *Manager, sink Sink, want map[string]b
 		m.log.Warn("events: audit netlink unavailable; event tables stay empty"+hint, "tables", keys(auditTables), "err", err)
 		return
 	}
-	c, err2 := startCnProc(ctx, m.log, sink)
+	c, err2 := m.start.cnproc(ctx, m.log, sink)
 	if err2 == nil {
 		m.add(c, []string{"process_events"})
 		m.log.Warn("events: audit netlink unavailable, using the process connector for process_events (no full argv for short-lived processes; socket_events and user_events stay empty)",

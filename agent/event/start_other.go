@@ -4,6 +4,9 @@ package event
 
 import "context"
 
+// platformStarters has no source on this platform.
+func platformStarters() starters { return starters{} }
+
 func startPlatform(ctx context.Context, m *Manager, sink Sink, want map[string]bool, stateDir string) {
 	if len(want) == 0 {
 		return
