@@ -94,12 +94,16 @@ type Options struct {
 	EventsExpiry time.Duration
 	// BufferedLogMax bounds each spool (osquery's buffered_log_max).
 	BufferedLogMax int
-	// WatchdogLevel -1 disables the watchdog (osquery's --watchdog_level);
-	// WatchdogMemoryLimit (MB, default 200) and WatchdogUtilizationLimit
-	// (% CPU, default 10) override its limits.
+	// WatchdogLevel -1 disables the watchdog, 1 is osquery's "restrictive"
+	// level (osquery's --watchdog_level); WatchdogMemoryLimit (MB, default
+	// 200), WatchdogUtilizationLimit (% CPU, default 10) and
+	// WatchdogLatencyLimit (seconds over the CPU limit, default 12)
+	// override its limits. The config options of the same names override
+	// these at runtime.
 	WatchdogLevel            int
 	WatchdogMemoryLimit      int
 	WatchdogUtilizationLimit int
+	WatchdogLatencyLimit     int
 	// LoggerTLSMaxLinesize drops result lines longer than this, counted
 	// (osquery's logger_tls_max_linesize, default 1 MiB); the config option
 	// of that name overrides it.
@@ -221,9 +225,6 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.sched = newScheduler(a)
-	if opts.WatchdogLevel >= 0 {
-		a.sched.wd = newWatchdog(a, opts.WatchdogMemoryLimit, opts.WatchdogUtilizationLimit)
-	}
 	a.engine, err = table.Open(context.Background(), table.Options{
 		Root: opts.Root, Logger: opts.Logger, Events: a.events, Info: a.info,
 		EventStats: a.eventStatRows,
@@ -232,6 +233,10 @@ func New(opts Options) (*Agent, error) {
 		a.closeSpools()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	// Always present: the config's watchdog_level may turn it on or off at
+	// runtime. Created after the engine so that its memory baseline
+	// includes it.
+	a.sched.wd = newWatchdog(a)
 	a.hostUUID = hostUUID(a.engine, opts.Root)
 	a.hostID = a.hostIdentifier()
 	if opts.ServerURL != "" {
@@ -271,18 +276,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("agent: Run called twice, or after Close")
 	}
 	defer a.close()
+	stopEvents := func() {}
 	if a.opts.Events {
 		m := event.Start(ctx, event.Options{Sink: a.events, Logger: a.teeLog, StateDir: filepath.Join(a.opts.DataDir, "events")})
 		a.mu.Lock()
 		a.evManager = m
 		a.mu.Unlock()
-		defer func() {
-			if err := m.Close(); err != nil {
-				a.baseLog.Warn("stopping event sources", "err", err)
-			}
-		}()
+		var once sync.Once
+		stopEvents = func() {
+			once.Do(func() {
+				if err := m.Close(); err != nil {
+					a.baseLog.Warn("stopping event sources", "err", err)
+				}
+			})
+		}
+		defer stopEvents()
 	}
 	a.log.Info("agent starting", "version", vigil.Version, "host_identifier", a.hostID, "server", a.opts.ServerURL)
+	a.reportUncleanStop()
 
 	if a.client != nil {
 		if err := a.client.ensureEnrolled(ctx); err != nil {
@@ -303,6 +314,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	run(a.configLoop)
 	run(a.sched.run)
+	run(a.sched.wd.loop)
 	// Always: the counters include the loggers' (oversized lines, spool
 	// overflow), not only the event sources'.
 	run(a.eventStatsLoop)
@@ -314,7 +326,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	wg.Wait()
-	// One last attempt to hand over what is spooled, bounded in time.
+	// Clean stop: stop the sources so that every row they read is in the
+	// buffer, log the buffered rows with a last run of the event queries
+	// (eventflush.go), then make one last attempt to hand over what is
+	// spooled. Each step is bounded in time.
+	stopEvents()
+	evCtx, evCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	a.sched.flushEvents(evCtx)
+	evCancel()
+	a.finishEvents()
 	flushCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if a.client != nil {

@@ -108,6 +108,7 @@ func (a *Agent) loadConfig(ctx context.Context) error {
 	a.mu.Lock()
 	a.config, a.configHash, a.rejectedHash = c, hash, ""
 	a.mu.Unlock()
+	a.applyOptions(c)
 	a.sched.setConfig(ctx, c)
 	a.applyFilePaths(c)
 	a.log.Info("config loaded", "queries", len(c.Queries), "hash", hash)

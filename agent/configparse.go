@@ -205,8 +205,11 @@ func (p *cfgParser) syntaxError(b []byte, err error) error {
 // intOptions are the options the agent reads as integers: a config that
 // sets one to something else is refused rather than silently ignored.
 var intOptions = []string{
-	"config_refresh", "distributed_interval", "distributed_max_result_bytes",
+	"buffered_log_max", "config_refresh", "distributed_interval", "distributed_max_result_bytes",
+	"events_expiry", "events_max",
 	"logger_tls_max_lines", "logger_tls_max_linesize", "logger_tls_period", "schedule_epoch",
+	"watchdog_delay", "watchdog_latency_limit", "watchdog_level", "watchdog_memory_limit",
+	"watchdog_utilization_limit",
 }
 
 // parseConfig parses and validates an osquery config. source names the

@@ -21,7 +21,8 @@ import (
 // results pile up in the spool; kills it with SIGKILL once the first run's
 // results are spooled; then starts the agent again on the same data
 // directory against a server that accepts logs, and checks every spooled
-// line arrives exactly once and nothing is re-emitted.
+// line arrives exactly once and nothing is re-emitted; a status line
+// (WARNING) spooled before the kill arrives too.
 func TestKill9KeepsSpooledResults(t *testing.T) {
 	if os.Getenv("VIGIL_AGENT_CHILD") != "" {
 		childAgent()
@@ -29,7 +30,11 @@ func TestKill9KeepsSpooledResults(t *testing.T) {
 	}
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
-	srv.SetConfig(schedule(map[string]map[string]any{"users": {"query": "SELECT username FROM users", "interval": 1}}))
+	// "bad" fails (a WARNING status line) and runs before "users".
+	srv.SetConfig(schedule(map[string]map[string]any{
+		"users": {"query": "SELECT username FROM users", "interval": 1},
+		"bad":   {"query": "SELECT * FROM no_such_table", "interval": 3600},
+	}))
 	srv.Fail503(1 << 30)
 	var users []string
 	for i := 0; i < 300; i++ {
@@ -66,6 +71,9 @@ func TestKill9KeepsSpooledResults(t *testing.T) {
 	}
 
 	srv.Fail503(0)
+	// Without "bad": a status line about it can only come from the
+	// killed process's spool.
+	srv.SetConfig(schedule(map[string]map[string]any{"users": {"query": "SELECT username FROM users", "interval": 1}}))
 	r := start(t, srv, data, root, nil)
 	if !srv.WaitFor(20*time.Second, func() bool { return len(linesOf(srv, "users")) >= len(users) }) {
 		t.Fatalf("after restart the server got %d of %d lines", len(linesOf(srv, "users")), len(users))
@@ -83,6 +91,9 @@ func TestKill9KeepsSpooledResults(t *testing.T) {
 		if seen[u] != 1 {
 			t.Errorf("%s delivered %d times", u, seen[u])
 		}
+	}
+	if n := len(statusWith(srv, "scheduled query failed name=bad")); n != 1 {
+		t.Errorf("the killed agent's status line arrived %d times, want 1", n)
 	}
 }
 

@@ -21,6 +21,11 @@ type lossCounters struct {
 	oversizedLines atomic.Uint64 // result lines over logger_tls_max_linesize
 	distAnswered   atomic.Uint64 // distributed queries answered
 	distTooLarge   atomic.Uint64 // distributed results over the bound
+	schedTooLarge  atomic.Uint64 // scheduled query results over the bound
+	// shutdownLost counts event rows buffered but not delivered at a stop:
+	// a previous unclean stop (from its checkpoint) or this run's clean
+	// stop (eventflush.go).
+	shutdownLost atomic.Uint64
 }
 
 // DefaultEventStatsInterval is how often event counters go to the status
@@ -128,6 +133,8 @@ func (a *Agent) eventStatRows() []table.EventStat {
 			Buffered: int64(ss.Pending), BufferDropped: ss.Dropped + ss.Corrupt},
 		table.EventStat{Name: "distributed", Type: "logger", Active: a.client != nil, Events: a.distAnswered.Load(),
 			TooLarge: a.distTooLarge.Load()},
+		table.EventStat{Name: "schedule", Type: "logger", Active: true, TooLarge: a.schedTooLarge.Load()},
+		table.EventStat{Name: "event_shutdown", Type: "logger", Active: true, BufferDropped: a.shutdownLost.Load()},
 	)
 	return out
 }

@@ -85,6 +85,12 @@ func (a *Agent) maxResultBytes() int {
 	return DefaultDistributedMaxResultBytes
 }
 
+// scheduledMaxBytes bounds a scheduled query's result as a distributed
+// query's (maxResultBytes, distributed_max_result_bytes): reading stops
+// there, so memory stays bounded whatever the query. Lines of the result
+// over logger_tls_max_linesize are then dropped one by one (spoolResults).
+func (a *Agent) scheduledMaxBytes() int { return a.maxResultBytes() }
+
 // shipOnce sends everything spooled (results first, then status), in
 // batches of at most logger_tls_max_lines.
 func (a *Agent) shipOnce(ctx context.Context) error {

@@ -5,13 +5,15 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vigilhq/vigil/agent/table"
@@ -25,8 +27,13 @@ type schedQuery struct {
 	stats table.ScheduleInfo
 	// skip is why the query does not run on this host ("" = it runs).
 	skip string
-	// deniedUntil is set by the watchdog.
+	// deniedUntil is set by the watchdog (and restored from the persisted
+	// denylist).
 	deniedUntil time.Time
+	// evTabs are the event tables the query reads; eventOnly is set when it
+	// reads nothing else.
+	evTabs    []string
+	eventOnly bool
 	// state caches the persisted differential state (loaded once).
 	state  *queryState
 	loaded bool
@@ -43,15 +50,27 @@ type scheduler struct {
 	loadDec  map[string]string
 	intDec   map[string]map[string]string // interval -> decorations
 	intDecAt map[string]time.Time
-	evTables map[string]bool
+	evTables map[string]bool // table name -> is an event table
 	wd       *watchdog
+	denied   *denylist
+	// delivered[query][table] is the event table's Added count before the
+	// query's last successful run: rows up to it were given to the query.
+	delivered map[string]map[string]uint64
+	// checkpointed is the last undelivered-rows checkpoint written.
+	checkpointed map[string]uint64
 }
 
 func newScheduler(a *Agent) *scheduler {
+	d, err := loadDenylist(filepath.Join(a.opts.DataDir, "denylist.json"))
+	if err != nil {
+		a.log.Warn("watchdog: the persisted denylist is unreadable; starting with an empty one", "err", err)
+	}
 	return &scheduler{
-		a:     a,
-		store: diffStore{dir: filepath.Join(a.opts.DataDir, "results")},
-		wake:  make(chan struct{}, 1),
+		a:         a,
+		store:     diffStore{dir: filepath.Join(a.opts.DataDir, "results")},
+		wake:      make(chan struct{}, 1),
+		denied:    d,
+		delivered: map[string]map[string]uint64{},
 	}
 }
 
@@ -80,6 +99,10 @@ func (s *scheduler) setConfig(ctx context.Context, c *agentConfig) {
 		}
 		sq.stats.Name, sq.stats.Query, sq.stats.Interval = q.Name, q.SQL, int(q.Interval/time.Second)
 		sq.skip = s.skipReason(q)
+		sq.evTabs, sq.eventOnly = s.queryTables(q.SQL)
+		if u := s.denied.until(q.Name, q.SQL, now); u.After(sq.deniedUntil) {
+			sq.deniedUntil = u
+		}
 		for _, d := range q.Discovery {
 			ok, seen := discovery[d]
 			if !seen {
@@ -212,6 +235,7 @@ func (s *scheduler) run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		s.runDue(ctx)
+		s.checkpoint()
 		select {
 		case <-ctx.Done():
 			return
@@ -268,71 +292,154 @@ func (s *scheduler) refreshIntervalDecorators(ctx context.Context, now time.Time
 	}
 }
 
-// isEventQuery reports whether sql reads an event table: such queries run
-// with QueryAs so that each event row is logged once.
-func (s *scheduler) isEventQuery(sql string) bool {
+// queryTables returns the event tables sql reads and whether every table it
+// reads is an event table (osquery's "entirely event-based" queries, which
+// the watchdog does not denylist unless events_enforce_denylist is set).
+// Queries reading an event table run with QueryAs so that each event row is
+// logged once. Table names are found by their tokens, so a name in a string
+// literal counts too: the worst case is a query run with QueryAs for
+// nothing.
+func (s *scheduler) queryTables(sql string) (events []string, eventOnly bool) {
 	s.mu.Lock()
 	if s.evTables == nil {
 		s.evTables = map[string]bool{}
 		for _, t := range s.a.engine.Tables() {
-			if t.Event {
-				s.evTables[t.Name] = true
-			}
+			s.evTables[t.Name] = t.Event
 		}
 	}
-	ev := s.evTables
+	all := s.evTables
 	s.mu.Unlock()
+	others := false
+	seen := map[string]bool{}
 	for _, tok := range strings.FieldsFunc(strings.ToLower(sql), func(r rune) bool {
 		return !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
 	}) {
-		if ev[tok] {
-			return true
+		ev, isTable := all[tok]
+		switch {
+		case !isTable:
+		case ev && !seen[tok]:
+			seen[tok] = true
+			events = append(events, tok)
+		case !ev:
+			others = true
 		}
 	}
-	return false
+	sort.Strings(events)
+	return events, len(events) > 0 && !others
+}
+
+// mayDeny reports whether the watchdog may denylist sq: not with
+// "denylist": false, nor (unless events_enforce_denylist) when it reads
+// only event tables, as osquery.
+func (s *scheduler) mayDeny(sq *schedQuery, l wdLimits) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sq.q.Denylist && (!sq.eventOnly || l.enforceEvents)
+}
+
+// deny denylists sq until the given time and persists it.
+func (s *scheduler) deny(sq *schedQuery, until time.Time, reason string) {
+	s.mu.Lock()
+	sq.deniedUntil = until
+	s.mu.Unlock()
+	if err := s.denied.add(sq.q.Name, sq.q.SQL, until, reason, s.a.opts.Now()); err != nil {
+		s.a.log.Warn("watchdog: persisting the denylist failed; it lasts until the agent restarts", "err", err)
+	}
+}
+
+// onThread runs f on a goroutine locked to its OS thread, so that the
+// thread's CPU clock measures f alone.
+func onThread(f func()) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // runQuery runs one scheduled query, spools its result lines durably, then
-// saves its state: a crash in between re-sends rather than loses.
+// saves its state: a crash in between re-sends rather than loses. The query
+// runs on its own OS thread, measured by the watchdog, and its result is
+// bounded like a distributed query's (scheduledMaxBytes).
 func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 	q := sq.q
+	s.mu.Lock()
+	evTabs := sq.evTabs
+	s.mu.Unlock()
 	kind := kindDiff
 	switch {
 	case q.Snapshot:
 		kind = kindSnapshot
-	case s.isEventQuery(q.SQL):
+	case len(evTabs) > 0:
 		kind = kindEvent
 	}
-	var ru0 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	start := time.Now()
-	var res table.Result
-	var err error
+	var before map[string]uint64
 	if kind == kindEvent {
-		res, err = s.a.engine.QueryAs(ctx, q.Name, q.SQL)
-	} else {
-		res, err = s.a.engine.Query(ctx, q.SQL)
+		before = s.addedCounts()
 	}
+	maxBytes := s.a.scheduledMaxBytes()
+	qctx, cancel := context.WithCancel(table.WithMaxResultBytes(ctx, maxBytes))
+	defer cancel()
+	var (
+		res       table.Result
+		err       error
+		user, sys time.Duration
+		tripped   string
+	)
+	start := time.Now()
+	onThread(func() {
+		u0, s0 := threadRusage()
+		var run *queryRun
+		if s.wd != nil {
+			run = s.wd.begin(sq, cancel)
+		}
+		if kind == kindEvent {
+			res, err = s.a.engine.QueryAs(qctx, q.Name, q.SQL)
+		} else {
+			res, err = s.a.engine.Query(qctx, q.SQL)
+		}
+		if run != nil {
+			tripped = s.wd.end(run)
+		}
+		u1, s1 := threadRusage()
+		user, sys = u1-u0, s1-s0
+	})
 	wall := time.Since(start)
-	var ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	now := s.a.opts.Now()
+	rss := residentBytes()
 	s.mu.Lock()
 	sq.stats.Executions++
 	sq.stats.LastExecuted = now.Unix()
 	sq.stats.WallTimeMs += wall.Milliseconds()
-	sq.stats.UserTime += tvMs(ru1.Utime) - tvMs(ru0.Utime)
-	sq.stats.SystemTime += tvMs(ru1.Stime) - tvMs(ru0.Stime)
-	sq.stats.AverageMemory = ru1.Maxrss * 1024
+	sq.stats.UserTime += user.Milliseconds()
+	sq.stats.SystemTime += sys.Milliseconds()
+	sq.stats.AverageMemory = rss
 	s.mu.Unlock()
-	if s.wd != nil {
-		s.wd.check(sq, ru0, ru1, wall)
+	if tripped == "memory" {
+		// What a restarted osquery worker would give back; the result
+		// (already read) is still logged.
+		defer debug.FreeOSMemory()
+	}
+	if errors.Is(err, table.ErrResultTooLarge) {
+		n := s.a.schedTooLarge.Add(1)
+		s.a.log.Warn("scheduled query result over distributed_max_result_bytes; nothing logged for this run",
+			"name", q.Name, "max", maxBytes, "too_large_total", n, "err", err)
+		return
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		switch {
+		case tripped == "cpu":
+			// trip has reported it.
+		case ctx.Err() == nil:
 			s.a.log.Warn("scheduled query failed", "name", q.Name, "err", err)
 		}
 		return
+	}
+	if kind == kindEvent {
+		s.markDelivered(q.Name, evTabs, before)
 	}
 	s.mu.Lock()
 	prev, loaded := sq.state, sq.loaded
@@ -356,6 +463,7 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 	}
 	h := lineHeader{name: q.Name, host: s.a.hostID, now: now, epoch: epoch, decorations: dec}
 	lines, next := results(kind, h, q.SQL, q.Removed, prev, res.Rows)
+	res = table.Result{}
 	if len(lines) > 0 {
 		n, err := s.a.spoolResults(lines)
 		if err != nil {
@@ -375,8 +483,6 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 		}
 	}
 }
-
-func tvMs(tv syscall.Timeval) int64 { return tv.Sec*1000 + int64(tv.Usec)/1000 }
 
 // spoolResults appends result lines to the result spool and makes them
 // durable. Lines over logger_tls_max_linesize are dropped with a warning, as

@@ -98,8 +98,11 @@ func (a *Agent) statusDecorations() map[string]string {
 	return a.sched.decorations()
 }
 
-// spoolStatus appends a status line to the status spool. Errors are
-// reported to the base logger only (never back into this path).
+// spoolStatus appends a status line to the status spool and makes it
+// durable before returning, as result lines: a status line counts as
+// produced only once it is on disk. The spool group-commits, so
+// concurrent loggers share one fsync. Errors are reported to the base
+// logger only (never back into this path).
 func (a *Agent) spoolStatus(l osquery.StatusLine) {
 	if a.status == nil {
 		return // during New, before the spool is open
@@ -110,5 +113,9 @@ func (a *Agent) spoolStatus(l osquery.StatusLine) {
 	}
 	if _, err := a.status.Append(b); err != nil {
 		a.baseLog.Debug("spooling status line", "err", err)
+		return
+	}
+	if err := a.status.Sync(); err != nil {
+		a.baseLog.Debug("syncing status spool", "err", err)
 	}
 }

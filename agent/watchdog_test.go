@@ -2,58 +2,391 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigilhq/vigil/agent/spool"
 )
 
 const heavySQL = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 300000) SELECT count(*) AS n FROM c"
 
-// runWatchdog runs a heavy and a light query until done(heavy executions,
-// heavy denylisted, light executions) holds (or 60 s pass).
-func runWatchdog(t *testing.T, level, cpuPct int, done func(heavy, deny, light int64) bool) (execs, denylisted int64, status string) {
+// scheduledAgent returns an agent (not running) with the given schedule
+// loaded from a config file in dir.
+func scheduledAgent(t *testing.T, dir string, queries map[string]map[string]any, mod func(*Options)) *Agent {
 	t.Helper()
-	dir := t.TempDir()
+	return configuredAgent(t, dir, map[string]any{"schedule": queries}, mod)
+}
+
+// configuredAgent returns an agent (not running) with the config document
+// config loaded from a file in dir.
+func configuredAgent(t *testing.T, dir string, config map[string]any, mod func(*Options)) *Agent {
+	t.Helper()
 	cfg := filepath.Join(dir, "c.json")
-	must(t, os.WriteFile(cfg, schedule(map[string]map[string]any{
-		"heavy": {"query": heavySQL, "interval": 1},
-		"light": {"query": "SELECT 1 AS one", "interval": 1},
-	}), 0o600))
-	a, err := New(Options{DataDir: dir, ConfigPath: cfg, Root: fixtureRoot(t), LoggerTLSPeriod: 100 * time.Millisecond,
-		WatchdogLevel: level, WatchdogUtilizationLimit: cpuPct, Logger: testLogger(t)})
+	b, err := json.Marshal(config)
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Run(ctx) }()
-	var heavy, light int64
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		res, err := a.Engine().Query(ctx, "SELECT name, executions, denylisted FROM osquery_schedule")
-		must(t, err)
-		for _, r := range res.Rows {
-			if r["name"] == "heavy" {
-				heavy = atoi64(r["executions"])
-				denylisted = atoi64(r["denylisted"])
-			} else {
-				light = atoi64(r["executions"])
+	must(t, os.WriteFile(cfg, b, 0o600))
+	opts := Options{DataDir: filepath.Join(dir, "data"), ConfigPath: cfg, Root: fixtureRoot(t), Logger: testLogger(t)}
+	if mod != nil {
+		mod(&opts)
+	}
+	a, err := New(opts)
+	must(t, err)
+	t.Cleanup(func() { a.Close() })
+	must(t, a.loadConfig(context.Background()))
+	return a
+}
+
+func (s *scheduler) byName(t *testing.T, name string) *schedQuery {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sq := range s.queries {
+		if sq.q.Name == name {
+			return sq
+		}
+	}
+	t.Fatalf("no scheduled query %q", name)
+	return nil
+}
+
+func denylisted(a *Agent, name string) bool {
+	for _, st := range a.sched.info() {
+		if st.Name == name {
+			return st.Denylisted == 1
+		}
+	}
+	return false
+}
+
+// statusMessages returns the status lines spooled so far.
+func statusMessages(t *testing.T, sp *spool.Spool) string {
+	t.Helper()
+	recs, err := sp.Peek(10000, 1<<30)
+	must(t, err)
+	var b strings.Builder
+	for _, r := range recs {
+		b.Write(r.Data)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (w *watchdog) windowCPU(sq *schedQuery) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.window[sq]
+}
+
+// fakeCPU is an injected thread CPU clock.
+type fakeCPU struct{ ns atomic.Int64 }
+
+func (f *fakeCPU) add(d time.Duration) { f.ns.Add(int64(d)) }
+func (f *fakeCPU) reader() func() time.Duration {
+	return func() time.Duration { return time.Duration(f.ns.Load()) }
+}
+
+// TestWatchdogSustainedRule drives the checks by hand with an injected
+// CPU clock: 2 cores, 3 s checks, 10% → 600 ms per check. A run over the
+// limit for one check is tolerated; over it for latency (12 s = 4 checks)
+// the running query is cancelled and denylisted; a check under the limit
+// resets the count.
+func TestWatchdogSustainedRule(t *testing.T) {
+	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
+		"heavy": {"query": "SELECT 1 AS one", "interval": 60},
+	}, nil)
+	w := a.sched.wd
+	w.cores, w.interval = 2, 3*time.Second
+	clock := &fakeCPU{}
+	w.threadCPU = clock.reader
+	sq := a.sched.byName(t, "heavy")
+	var cancelled atomic.Bool
+	run := w.begin(sq, func() { cancelled.Store(true) })
+
+	over := func(n int) {
+		for i := 0; i < n; i++ {
+			clock.add(700 * time.Millisecond)
+			w.check()
+		}
+	}
+	over(3)
+	clock.add(100 * time.Millisecond) // under: resets
+	w.check()
+	over(3)
+	if cancelled.Load() || denylisted(a, "heavy") {
+		t.Fatal("denylisted without 12 s of sustained CPU")
+	}
+	over(1)
+	if !cancelled.Load() || !denylisted(a, "heavy") {
+		t.Fatalf("not stopped after 12 s over the limit: cancelled %v", cancelled.Load())
+	}
+	if got := w.end(run); got != "cpu" {
+		t.Errorf("end = %q, want cpu", got)
+	}
+	if msg := statusMessages(t, a.status); !strings.Contains(msg, "denylisted for a day") || !strings.Contains(msg, "name=heavy") {
+		t.Errorf("no watchdog status line: %s", msg)
+	}
+}
+
+// TestWatchdogExemptions: "denylist": false and event-only queries go over
+// the limit, are reported, and stay scheduled.
+func TestWatchdogExemptions(t *testing.T) {
+	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
+		"keep":   {"query": "SELECT 1 AS one", "interval": 60, "denylist": false},
+		"events": {"query": "SELECT * FROM process_events", "interval": 60},
+	}, func(o *Options) { o.WatchdogLatencyLimit = 3 })
+	w := a.sched.wd
+	w.cores, w.interval = 2, 3*time.Second
+	clock := &fakeCPU{}
+	w.threadCPU = clock.reader
+	for _, name := range []string{"keep", "events"} {
+		run := w.begin(a.sched.byName(t, name), func() {})
+		clock.add(time.Second)
+		w.check()
+		w.end(run)
+		if denylisted(a, name) {
+			t.Errorf("%s denylisted", name)
+		}
+	}
+	if msg := statusMessages(t, a.status); strings.Count(msg, "not denylisted") != 2 {
+		t.Errorf("want two 'not denylisted' reports: %s", msg)
+	}
+}
+
+// burn spins on another goroutine until the process used at least cpu
+// more CPU time.
+func burn(cpu time.Duration) {
+	start := processCPU()
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		x := 0
+		for !stop.Load() {
+			for i := 0; i < 1e5; i++ {
+				x += i
 			}
 		}
-		if done(heavy, denylisted, light) {
-			break
+		_ = x
+	}()
+	for processCPU()-start < cpu {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop.Store(true)
+	<-done
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestWatchdogInnocentQueryNotCharged: a light scheduled query waits
+// (parked, using no CPU) while another goroutine runs a CPU-heavy query
+// under the same consumer name, which holds the consumer's lock, in each of
+// three check intervals. The process as a whole (what RUSAGE_SELF measures)
+// uses many times the limit during every light run; the light query's own
+// thread does not, and it is not denylisted.
+func TestWatchdogInnocentQueryNotCharged(t *testing.T) {
+	const burnSQL = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1500000) SELECT count(*) AS n FROM c"
+	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
+		// Reads an event table (so it runs with QueryAs) and a plain one (so
+		// that it may be denylisted).
+		"light": {"query": "SELECT e.pid FROM process_events e JOIN users u ON u.uid = e.pid", "interval": 1},
+	}, func(o *Options) { o.WatchdogUtilizationLimit = 1; o.WatchdogLatencyLimit = 3 })
+	w := a.sched.wd
+	w.interval = 3 * time.Second
+	limit := w.cpuLimit(a.watchdogLimits())
+	sq := a.sched.byName(t, "light")
+	if !a.sched.mayDeny(sq, a.watchdogLimits()) {
+		t.Fatal("light query exempt from the denylist: the test proves nothing")
+	}
+	w.check() // start a clean window
+	for i := 0; i < 3; i++ {
+		burning := make(chan error, 1)
+		c0 := processCPU()
+		go func() {
+			_, err := a.engine.QueryAs(context.Background(), "light", burnSQL)
+			burning <- err
+		}()
+		for processCPU()-c0 < 20*time.Millisecond {
+			time.Sleep(time.Millisecond) // the burner is inside its query, holding the lock
+		}
+		p0 := processCPU()
+		a.sched.runQuery(context.Background(), sq)
+		used := processCPU() - p0
+		must(t, <-burning)
+		if used <= 3*limit {
+			t.Fatalf("process used %v during the light run, not over 3 × the limit %v: the test proves nothing", used, limit)
+		}
+		w.check()
+	}
+	if denylisted(a, "light") {
+		t.Fatal("light query denylisted for CPU another goroutine used")
+	}
+	if n := a.sched.byName(t, "light").stats.Executions; n != 3 {
+		t.Fatalf("light ran %d times, want 3", n)
+	}
+}
+
+// TestWatchdogDenylistsHeavyQuery: a CPU-heavy query, measured on its own
+// thread, trips a 1% limit sustained for one check, is denylisted,
+// reported and persisted; the light query next to it is not.
+func TestWatchdogDenylistsHeavyQuery(t *testing.T) {
+	dir := t.TempDir()
+	a := scheduledAgent(t, dir, map[string]map[string]any{
+		"heavy": {"query": heavySQL, "interval": 1},
+		"light": {"query": "SELECT 1 AS one", "interval": 1},
+	}, func(o *Options) { o.WatchdogUtilizationLimit = 1; o.WatchdogLatencyLimit = 3 })
+	w := a.sched.wd
+	w.interval = 3 * time.Second
+	limit := w.cpuLimit(a.watchdogLimits())
+	heavy, light := a.sched.byName(t, "heavy"), a.sched.byName(t, "light")
+	w.check()
+	for i := 0; i < 20 && !denylisted(a, "heavy"); i++ {
+		// Enough heavy runs to go over the limit in this interval.
+		for j := 0; j < 50 && w.windowCPU(heavy) <= limit; j++ {
+			a.sched.runQuery(context.Background(), heavy)
+		}
+		a.sched.runQuery(context.Background(), light)
+		w.check()
+	}
+	if !denylisted(a, "heavy") || denylisted(a, "light") {
+		t.Fatalf("heavy denylisted %v, light denylisted %v", denylisted(a, "heavy"), denylisted(a, "light"))
+	}
+	if msg := statusMessages(t, a.status); !strings.Contains(msg, "denylisted for a day") || !strings.Contains(msg, "name=heavy") || !strings.Contains(msg, "limit=cpu") {
+		t.Errorf("no watchdog status line: %s", msg)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data", "denylist.json"))
+	must(t, err)
+	if !strings.Contains(string(b), `"heavy"`) || strings.Contains(string(b), `"light"`) {
+		t.Errorf("persisted denylist: %s", b)
+	}
+}
+
+// TestDenylistSurvivesRestart: a denylisted query stays off the schedule
+// after a restart, until its day is over or its SQL changes.
+func TestDenylistSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	q := map[string]map[string]any{"heavy": {"query": heavySQL, "interval": 1}}
+	a := scheduledAgent(t, dir, q, func(o *Options) { o.Now = clock })
+	a.sched.wd.trip(a.sched.byName(t, "heavy"), "cpu", a.watchdogLimits(), time.Second)
+	if !denylisted(a, "heavy") {
+		t.Fatal("not denylisted")
+	}
+	a.Close()
+
+	now = now.Add(23 * time.Hour)
+	b := scheduledAgent(t, dir, q, func(o *Options) { o.Now = clock })
+	if !denylisted(b, "heavy") {
+		t.Fatal("denylist lost across a restart")
+	}
+	b.sched.runDue(context.Background())
+	if n := b.sched.byName(t, "heavy").stats.Executions; n != 0 {
+		t.Fatalf("denylisted query ran %d times after the restart", n)
+	}
+	b.Close()
+
+	now = now.Add(2 * time.Hour)
+	c := scheduledAgent(t, dir, q, func(o *Options) { o.Now = clock })
+	if denylisted(c, "heavy") {
+		t.Fatal("still denylisted after a day")
+	}
+	c.Close()
+
+	now = now.Add(-2 * time.Hour)
+	q["heavy"]["query"] = "SELECT 2 AS two"
+	d := scheduledAgent(t, dir, q, func(o *Options) { o.Now = clock })
+	if denylisted(d, "heavy") {
+		t.Fatal("still denylisted after its SQL changed")
+	}
+}
+
+// TestWatchdogMemoryLimit: a query whose result holds ~48 MB goes over a
+// 16 MB limit and is denylisted for memory; a light query run afterwards
+// is not charged for it.
+func TestWatchdogMemoryLimit(t *testing.T) {
+	const alloc = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 12000) SELECT x, printf('%.*c', 4000, 'x') AS pad FROM c"
+	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
+		"alloc": {"query": alloc, "interval": 1, "snapshot": true},
+		"light": {"query": "SELECT 1 AS one", "interval": 1},
+	}, func(o *Options) {
+		o.WatchdogMemoryLimit = 16
+		o.DistributedMaxResultBytes = 1 << 30
+		o.LoggerTLSMaxLinesize = 1 << 30
+	})
+	// A baseline without the garbage earlier tests left (two collections:
+	// finalizers free more), as a freshly started agent has.
+	runtime.GC()
+	runtime.GC()
+	debug.FreeOSMemory()
+	a.sched.wd.base = a.sched.wd.rss()
+	a.sched.runQuery(context.Background(), a.sched.byName(t, "light"))
+	a.sched.runQuery(context.Background(), a.sched.byName(t, "alloc"))
+	a.sched.runQuery(context.Background(), a.sched.byName(t, "light"))
+	if !denylisted(a, "alloc") || denylisted(a, "light") {
+		t.Fatalf("alloc denylisted %v, light denylisted %v", denylisted(a, "alloc"), denylisted(a, "light"))
+	}
+	if msg := statusMessages(t, a.status); !strings.Contains(msg, "name=alloc limit=memory") {
+		t.Errorf("no memory watchdog status line: %s", msg)
+	}
+	// Memory held elsewhere in the agent (here: by the test) while the
+	// light query runs is not the light query's.
+	held := make([]byte, 48<<20)
+	for i := range held {
+		held[i] = byte(i)
+	}
+	a.sched.runQuery(context.Background(), a.sched.byName(t, "light"))
+	runtime.KeepAlive(held)
+	if denylisted(a, "light") {
+		t.Error("light query denylisted for memory it did not allocate")
+	}
+	if msg := statusMessages(t, a.status); !strings.Contains(msg, "not caused by a scheduled query") {
+		t.Errorf("memory over the limit not reported: %s", msg)
+	}
+}
+
+// TestWatchdogDisabled: level -1 (or the config's watchdog_level -1) never
+// denylists.
+func TestWatchdogDisabled(t *testing.T) {
+	q := map[string]map[string]any{"heavy": {"query": heavySQL, "interval": 1}}
+	for _, cfg := range []map[string]any{
+		{"schedule": q},
+		{"schedule": q, "options": map[string]any{"watchdog_level": -1}},
+		{"schedule": q, "options": map[string]any{"disable_watchdog": true}},
+	} {
+		level := -1
+		if cfg["options"] != nil {
+			level = 0 // the config turns it off
+		}
+		a := configuredAgent(t, t.TempDir(), cfg, func(o *Options) {
+			o.WatchdogLevel = level
+			o.WatchdogUtilizationLimit = 1
+			o.WatchdogLatencyLimit = 3
+		})
+		w := a.sched.wd
+		clock := &fakeCPU{}
+		w.threadCPU = clock.reader
+		run := w.begin(a.sched.byName(t, "heavy"), func() {})
+		for i := 0; i < 10; i++ {
+			clock.add(10 * time.Second)
+			w.check()
+		}
+		w.end(run)
+		if denylisted(a, "heavy") {
+			t.Fatalf("denylisted with the watchdog disabled (config %v)", cfg)
 		}
 	}
-	time.Sleep(1500 * time.Millisecond) // a denylisted query must not run again
-	res, err := a.Engine().Query(ctx, "SELECT executions FROM osquery_schedule WHERE name = 'heavy'")
-	must(t, err)
-	heavy = atoi64(res.Rows[0]["executions"])
-	cancel()
-	must(t, <-stopped)
-	if light < 2 {
-		t.Errorf("light query ran %d times", light)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "log", "osqueryd.status.log"))
-	return heavy, denylisted, string(b)
 }
 
 func atoi64(s string) int64 {
@@ -64,19 +397,42 @@ func atoi64(s string) int64 {
 	return n
 }
 
-func TestWatchdogDenylistsHeavyQuery(t *testing.T) {
-	execs, deny, status := runWatchdog(t, 0, 1, func(h, d, l int64) bool { return d == 1 && l >= 2 })
-	if execs != 1 || deny != 1 {
-		t.Fatalf("heavy query: %d executions, denylisted %d; want 1 and 1", execs, deny)
+// TestWatchdogStopsRunningQuery: a query that would run for hours is
+// cancelled in mid-run once it has stayed over the limit for the latency
+// limit (checks driven by the test, 100 ms intervals), denylisted, and
+// logs nothing.
+func TestWatchdogStopsRunningQuery(t *testing.T) {
+	const endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000000000000) SELECT count(*) AS n FROM c"
+	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
+		"endless": {"query": endless, "interval": 60},
+	}, func(o *Options) { o.WatchdogUtilizationLimit = 1; o.WatchdogLatencyLimit = 1 })
+	w := a.sched.wd
+	w.interval = 100 * time.Millisecond // latency 1 s = 10 checks over the limit
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); a.sched.runQuery(ctx, a.sched.byName(t, "endless")) }()
+	stopped := false
+	for i := 0; i < 3000 && !stopped; i++ {
+		select {
+		case <-done:
+			stopped = true
+		case <-time.After(20 * time.Millisecond):
+			w.check()
+		}
 	}
-	if !strings.Contains(status, "denylisted for a day") || !strings.Contains(status, `heavy`) {
-		t.Fatalf("no watchdog status line: %s", status)
+	if !stopped {
+		cancel()
+		<-done
+		t.Fatal("the watchdog never stopped the query")
 	}
-}
-
-func TestWatchdogDisabled(t *testing.T) {
-	execs, deny, _ := runWatchdog(t, -1, 1, func(h, d, l int64) bool { return h >= 2 })
-	if execs < 2 || deny != 0 {
-		t.Fatalf("watchdog -1: heavy ran %d times, denylisted %d", execs, deny)
+	if !denylisted(a, "endless") {
+		t.Error("stopped but not denylisted")
+	}
+	if n := a.results.Len(); n != 0 {
+		t.Errorf("%d result lines from a stopped query", n)
+	}
+	if msg := statusMessages(t, a.status); !strings.Contains(msg, "name=endless limit=cpu") || strings.Contains(msg, "scheduled query failed") {
+		t.Errorf("status lines: %s", msg)
 	}
 }

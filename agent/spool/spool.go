@@ -550,6 +550,37 @@ func (s *Spool) writeHead(head uint64) error {
 	return nil
 }
 
+// SetMaxRecords changes the bound on pending records (see
+// Options.MaxRecords: 0 means DefaultMaxRecords, negative unbounded). A
+// lower bound drops the oldest pending records at once, counted in
+// Stats.Dropped.
+func (s *Spool) SetMaxRecords(n int) {
+	if n == 0 {
+		n = DefaultMaxRecords
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.MaxRecords = n
+	if !s.closed {
+		s.enforceMax()
+		s.stats.Pending = s.next - s.head
+	}
+}
+
+// Unsynced returns how many appended records are not yet known to be on
+// disk (0 once a Sync covering them has returned).
+func (s *Spool) Unsynced() uint64 {
+	s.mu.Lock()
+	next := s.next
+	s.mu.Unlock()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.synced >= next {
+		return 0
+	}
+	return next - s.synced
+}
+
 // Len returns the number of pending records.
 func (s *Spool) Len() int {
 	s.mu.Lock()

@@ -341,3 +341,40 @@ func FuzzOpenSegment(f *testing.F) {
 		}
 	})
 }
+
+// TestSetMaxRecordsAtRuntime: lowering the bound drops the oldest pending
+// records at once and counts them; later appends keep to the new bound.
+func TestSetMaxRecordsAtRuntime(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	defer s.Close()
+	appendN(t, s, 0, 10)
+	s.SetMaxRecords(4)
+	if st := s.Stats(); st.Pending != 4 || st.Dropped != 6 {
+		t.Fatalf("after SetMaxRecords(4): pending %d dropped %d, want 4 and 6", st.Pending, st.Dropped)
+	}
+	appendN(t, s, 10, 12)
+	if st := s.Stats(); st.Pending != 4 || st.Dropped != 8 {
+		t.Fatalf("after 2 more: pending %d dropped %d, want 4 and 8", st.Pending, st.Dropped)
+	}
+	if n := drain(t, s, 8, 100); n != 12 {
+		t.Fatalf("drained up to %d, want 12", n)
+	}
+}
+
+// TestUnsynced: appended records count as unsynced until a Sync returns.
+func TestUnsynced(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	defer s.Close()
+	if _, err := s.Append(rec(1), rec(2)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Unsynced(); n != 2 {
+		t.Fatalf("Unsynced = %d before Sync, want 2", n)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Unsynced(); n != 0 {
+		t.Fatalf("Unsynced = %d after Sync, want 0", n)
+	}
+}
