@@ -115,13 +115,34 @@ func Ensure(dir string, hosts []string) (Bundle, error) {
 }
 
 // FromFiles uses the operator's certificate and key instead of the private
-// CA. caFile is the PEM agents should pin; empty means the certificate
-// file itself (its chain), which suits a publicly trusted or self-signed
-// certificate.
+// CA. certFile holds the server certificate, optionally followed by its
+// intermediates; keyFile its private key. caFile is the PEM agents and the
+// CLI should pin; empty means the certificate file itself (its chain),
+// which suits a self-signed certificate. Each error names the file at
+// fault: unreadable, not PEM, a key that is not the certificate's, an
+// expired certificate, or (caFile given) a certificate that CA did not
+// sign, which agents pinning it would refuse.
 func FromFiles(certFile, keyFile, caFile string) (Bundle, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return Bundle{}, fmt.Errorf("pki: loading %s and %s: %w", certFile, keyFile, err)
+		return Bundle{}, fmt.Errorf("pki: reading server certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return Bundle{}, fmt.Errorf("pki: reading server key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return Bundle{}, fmt.Errorf("pki: server certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return Bundle{}, fmt.Errorf("pki: server certificate %s: %w", certFile, err)
+	}
+	cert.Leaf = leaf
+	now := time.Now()
+	if now.After(leaf.NotAfter) {
+		return Bundle{}, fmt.Errorf("pki: server certificate %s expired on %s", certFile, leaf.NotAfter.UTC().Format(time.DateOnly))
 	}
 	pinFile := caFile
 	if pinFile == "" {
@@ -129,12 +150,43 @@ func FromFiles(certFile, keyFile, caFile string) (Bundle, error) {
 	}
 	caPEM, err := os.ReadFile(pinFile)
 	if err != nil {
-		return Bundle{}, fmt.Errorf("pki: reading %s: %w", pinFile, err)
+		return Bundle{}, fmt.Errorf("pki: reading CA: %w", err)
 	}
-	if !x509.NewCertPool().AppendCertsFromPEM(caPEM) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
 		return Bundle{}, fmt.Errorf("pki: %s holds no PEM certificate", pinFile)
 	}
+	if caFile != "" {
+		inter := x509.NewCertPool()
+		for _, der := range cert.Certificate[1:] {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				inter.AddCert(c)
+			}
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now}); err != nil {
+			return Bundle{}, fmt.Errorf("pki: server certificate %s does not verify with the CA in %s (agents pinning it would refuse the server): %w", certFile, caFile, err)
+		}
+	}
 	return Bundle{CAPEM: caPEM, CAFile: pinFile, CertFile: certFile, KeyFile: keyFile, cert: cert}, nil
+}
+
+// Covers reports whether the server certificate is valid for host (a DNS
+// name or an IP address), as a client connecting to that name checks.
+func (b Bundle) Covers(host string) bool {
+	leaf := b.leaf()
+	return leaf != nil && leaf.VerifyHostname(host) == nil
+}
+
+// leaf is the parsed server certificate (nil if there is none).
+func (b Bundle) leaf() *x509.Certificate {
+	if b.cert.Leaf != nil || len(b.cert.Certificate) == 0 {
+		return b.cert.Leaf
+	}
+	leaf, err := x509.ParseCertificate(b.cert.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
@@ -352,4 +404,18 @@ func Fingerprint(pemBytes []byte) (string, error) {
 		parts[i] = fmt.Sprintf("%02X", b)
 	}
 	return strings.Join(parts, ":"), nil
+}
+
+// Names returns the DNS names and IP addresses the server certificate is
+// issued for, in its order (DNS names first).
+func (b Bundle) Names() []string {
+	leaf := b.leaf()
+	if leaf == nil {
+		return nil
+	}
+	names := append([]string{}, leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
 }

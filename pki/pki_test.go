@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -151,5 +156,115 @@ func TestFromFiles(t *testing.T) {
 	}
 	if _, err := FromFiles(src.CertFile, filepath.Join(t.TempDir(), "missing.pem"), ""); err == nil {
 		t.Error("missing key accepted")
+	}
+}
+
+// issueTest signs a server certificate for 127.0.0.1 with the CA in dir
+// (created by Ensure), valid until notAfter, and writes it and its key
+// into files of their own.
+func issueTest(t *testing.T, dir string, notAfter time.Time) (certFile, keyFile string) {
+	t.Helper()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, CAFile))
+	caKeyPEM, _ := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	ca, err := parseCert(caPEM, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := parseKey(caKeyPEM, "ca key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		NotBefore:    notAfter.Add(-48 * time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	certFile, keyFile = filepath.Join(out, "cert.pem"), filepath.Join(out, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeKey(keyFile, key); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestFromFilesErrors(t *testing.T) {
+	caDir := t.TempDir()
+	src, err := Ensure(caDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Ensure(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredCert, expiredKey := issueTest(t, caDir, time.Now().Add(-time.Hour))
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	os.WriteFile(junk, []byte("not a certificate\n"), 0o644)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+
+	for _, tc := range []struct {
+		name          string
+		cert, key, ca string
+		want1, want2  string // both must be in the error
+	}{
+		{"cert unreadable", missing, src.KeyFile, "", "reading server certificate", missing},
+		{"key unreadable", src.CertFile, missing, "", "reading server key", missing},
+		{"key of another certificate", src.CertFile, other.KeyFile, "", other.KeyFile, "private key does not match public key"},
+		{"cert not PEM", junk, src.KeyFile, "", junk, "PEM"},
+		{"expired", expiredCert, expiredKey, "", expiredCert, "expired on"},
+		{"CA that did not sign it", src.CertFile, src.KeyFile, other.CAFile, "does not verify with the CA in " + other.CAFile, "unknown authority"},
+		{"CA file unreadable", src.CertFile, src.KeyFile, missing, "reading CA", missing},
+		{"CA file not PEM", src.CertFile, src.KeyFile, junk, junk, "no PEM certificate"},
+	} {
+		_, err := FromFiles(tc.cert, tc.key, tc.ca)
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want1) || !strings.Contains(err.Error(), tc.want2) {
+			t.Errorf("%s: error %q, want it to name %q and %q", tc.name, err, tc.want1, tc.want2)
+		}
+	}
+}
+
+func TestCovers(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Ensure(dir, []string{"localhost", "127.0.0.1", "vigil.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{"vigil.example": true, "127.0.0.1": true, "localhost": true, "other.example": false, "10.0.0.1": false} {
+		if got := b.Covers(host); got != want {
+			t.Errorf("Ensure bundle Covers(%q) = %v, want %v", host, got, want)
+		}
+	}
+	// FromFiles: the operator's certificate covers only what it names.
+	certFile, keyFile := issueTest(t, dir, time.Now().Add(time.Hour))
+	fb, err := FromFiles(certFile, keyFile, filepath.Join(dir, CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fb.Covers("127.0.0.1") || fb.Covers("localhost") || fb.Covers("vigil.example") {
+		t.Error("FromFiles bundle: Covers does not follow the certificate's names (only 127.0.0.1)")
+	}
+	if got := fb.Names(); len(got) != 1 || got[0] != "127.0.0.1" {
+		t.Errorf("FromFiles bundle: Names() = %q, want [127.0.0.1]", got)
+	}
+	if got := b.Names(); !slices.Contains(got, "vigil.example") || !slices.Contains(got, "127.0.0.1") || !slices.Contains(got, "localhost") {
+		t.Errorf("Ensure bundle: Names() = %q, want localhost, vigil.example and 127.0.0.1 among them", got)
 	}
 }

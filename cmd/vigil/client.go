@@ -11,12 +11,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/state"
 )
 
 // client talks to the people API (web/) of a Vigil server.
@@ -36,7 +36,7 @@ type clientFlags struct {
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "data directory of `vigil up` whose profile to use")
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "`DIR`: data directory of a running vigil up or vigil server, whose profile.json to use")
 	fs.StringVar(&f.server, "server", "", "server URL (overrides the profile)")
 	fs.StringVar(&f.ca, "ca", "", "CA certificate PEM file (overrides the profile)")
 	fs.StringVar(&f.token, "token", os.Getenv("VIGIL_TOKEN"), "API token (overrides the profile; default $VIGIL_TOKEN)")
@@ -52,7 +52,7 @@ func (f *clientFlags) client() (*client, error) {
 		}
 	}
 	if f.server != "" {
-		p.URL = f.server
+		p.URL, p.ServerName = f.server, ""
 	}
 	if f.ca != "" {
 		p.CAFile = f.ca
@@ -121,8 +121,9 @@ type hostView struct {
 	Online bool `json:"online"`
 }
 
-func runHosts(ctx context.Context, args []string, stdout io.Writer) error {
+func runHosts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hosts", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	if _, err := parseInterspersed(fs, args); err != nil {
@@ -173,10 +174,13 @@ type campaignHost struct {
 	Hostname string `json:"hostname"`
 }
 
+// resultEvent is the data of a "result" event. Rows keep the order of their
+// keys; Columns, when the server sends it, is the SELECT list's order.
 type resultEvent struct {
-	HostID   string              `json:"host_id"`
-	Hostname string              `json:"hostname"`
-	Rows     []map[string]string `json:"rows"`
+	HostID   string       `json:"host_id"`
+	Hostname string       `json:"hostname"`
+	Columns  []string     `json:"columns,omitempty"`
+	Rows     []orderedRow `json:"rows"`
 }
 
 type statusEvent struct {
@@ -196,6 +200,7 @@ type doneEvent struct {
 
 func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	var hosts multiFlag
@@ -252,6 +257,7 @@ func (c *client) stream(ctx context.Context, id string, asJSON bool, stdout, std
 				return false, fmt.Errorf("bad result event: %w", err)
 			}
 			for _, row := range r.Rows {
+				row = row.inOrder(row.order(r.Columns))
 				if asJSON {
 					if err := enc.Encode(map[string]any{"host_id": r.HostID, "hostname": r.Hostname, "row": row}); err != nil {
 						return false, err
@@ -293,23 +299,6 @@ func (c *client) stream(ctx context.Context, id string, asJSON bool, stdout, std
 	return nil
 }
 
-// formatRow prints a row as col=value pairs in column order.
-func formatRow(row map[string]string) string {
-	keys := make([]string, 0, len(row))
-	for k := range row {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s=%q", k, row[k])
-	}
-	return b.String()
-}
-
 // readSSE calls fn for every event of a text/event-stream until fn says
 // stop or the stream ends.
 func readSSE(r io.Reader, fn func(event string, data []byte) (bool, error)) error {
@@ -344,8 +333,9 @@ func readSSE(r io.Reader, fn func(event string, data []byte) (bool, error)) erro
 	return errors.New("stream ended before the query was done")
 }
 
-func runAlerts(ctx context.Context, args []string, stdout io.Writer) error {
+func runAlerts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("alerts", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cf clientFlags
 	cf.register(fs)
 	status := fs.String("status", "", "only alerts with this status (open, acknowledged, closed)")
@@ -365,8 +355,11 @@ func runAlerts(ctx context.Context, args []string, stdout io.Writer) error {
 			q += "&" + k + "=" + urlQueryEscape(v)
 		}
 	}
+	// Alerts with their dedupe bookkeeping (match_count, last_match_at):
+	// repeats of a rule on a host within --dedupe-window are counted on
+	// one alert.
 	var out struct {
-		Alerts []vigil.Alert `json:"alerts"`
+		Alerts []state.AlertRecord `json:"alerts"`
 	}
 	if err := c.do(ctx, http.MethodGet, q, nil, &out); err != nil {
 		return err
@@ -381,11 +374,11 @@ func runAlerts(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tLEVEL\tSTATUS\tHOST\tRULE\tCOMMAND LINE")
+	fmt.Fprintln(tw, "ID\tTIME\tLEVEL\tSTATUS\tMATCHES\tHOST\tRULE\tCOMMAND LINE")
 	for _, a := range out.Alerts {
 		cmd, _ := a.Fields["process_command_line"].(string)
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.EventTime.Local().Format(time.DateTime), a.Level,
-			a.Status, a.Hostname, a.RuleTitle, truncate(cmd, 120))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.ID, a.EventTime.Local().Format(time.DateTime), a.Level,
+			a.Status, max(a.MatchCount, 1), a.Hostname, a.RuleTitle, truncate(cmd, 120))
 	}
 	return tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,8 +26,10 @@ import (
 const usage = `vigil: open endpoint-security telemetry
 
 Usage:
-  vigil up      [--data-dir DIR] [--listen ADDR]   run everything on this machine (server + local agent)
-  vigil server  [--data-dir DIR] [--listen ADDR]   run the server only
+  vigil up      [--data-dir DIR] [--listen ADDR] [--tls-host NAME] [--tls-cert F --tls-key F [--tls-ca F]]
+                                                   run everything on this machine (server + local agent)
+  vigil server  [--data-dir DIR] [--listen ADDR] ...
+                                                   run the server only (same flags as up)
   vigil hosts   [--data-dir DIR] [--json]          list enrolled hosts
   vigil query   [--data-dir DIR] [--host H] [--json] "SQL"
                                                    run a live query on hosts, rows print as they arrive
@@ -63,11 +66,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "server":
 		return runServe(ctx, rest, false, stdout, stderr)
 	case "hosts":
-		return runHosts(ctx, rest, stdout)
+		return runHosts(ctx, rest, stdout, stderr)
 	case "query":
 		return runQuery(ctx, rest, stdout, stderr)
 	case "alerts":
-		return runAlerts(ctx, rest, stdout)
+		return runAlerts(ctx, rest, stdout, stderr)
 	case "sigma":
 		return runSigma(ctx, rest, stdout, stderr)
 	case "bench":
@@ -102,12 +105,16 @@ func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Wri
 		name = "up"
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var o ServerOptions
 	fs.StringVar(&o.DataDir, "data-dir", defaultDataDir(), "data directory (state, events, certificates, profile)")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "address for agents and people; use 0.0.0.0:8443 to let other hosts enroll")
 	fs.StringVar(&o.RulesDir, "rules", "", "directory of extra Sigma rules to load beside the built-in ones")
 	var tlsHosts multiFlag
-	fs.Var(&tlsHosts, "tls-host", "extra DNS name or IP for the server certificate; repeatable")
+	fs.Var(&tlsHosts, "tls-host", "DNS name or IP other hosts reach the server by: added to the private CA's server certificate, and the first is the name printed for enrolling other hosts; repeatable")
+	fs.StringVar(&o.TLSCertFile, "tls-cert", "", "your server certificate (PEM, intermediates after it) instead of the private CA's; needs --tls-key")
+	fs.StringVar(&o.TLSKeyFile, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.StringVar(&o.TLSCAFile, "tls-ca", "", "with --tls-cert: PEM of the CA agents and the CLI should trust (recorded in the profile); default the --tls-cert file itself")
 	asJSON := fs.Bool("json", false, "log as JSON and print the start-up summary as JSON")
 	verbose := fs.Bool("v", false, "log debug messages")
 	noEvents := fs.Bool("disable-events", false, "do not start the local agent's real-time event sources")
@@ -168,16 +175,22 @@ func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Wri
 func printSummary(m *Main, up, asJSON bool, w io.Writer) {
 	dir, _ := filepath.Abs(m.opts.DataDir)
 	p := m.Profile()
+	e := m.Enrollment()
+	secretFile := filepath.Join(dir, "enroll_secret")
 	if asJSON {
 		json.NewEncoder(w).Encode(map[string]any{
 			"url": p.URL, "ca_file": p.CAFile, "data_dir": dir, "profile": filepath.Join(dir, profileFile),
-			"enroll_secret_file": filepath.Join(dir, "enroll_secret"), "local_agent": up,
+			"enroll_secret_file": secretFile, "local_agent": up,
+			"enroll_address": e.Address, "enroll_remote": e.Remote, "enroll_certificate_covers": e.Covered,
 		})
 		return
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Vigil %s is running.\n\n", vigil.Version)
 	fmt.Fprintf(&b, "  API and agent endpoint  %s\n", p.URL)
+	if m.ln != nil {
+		fmt.Fprintf(&b, "  Listening on            %s\n", m.ln.Addr())
+	}
 	fmt.Fprintf(&b, "  CA certificate          %s\n", p.CAFile)
 	fmt.Fprintf(&b, "  Data directory          %s\n", dir)
 	fmt.Fprintf(&b, "  CLI profile             %s (admin token inside; keep it private)\n", filepath.Join(dir, profileFile))
@@ -188,11 +201,31 @@ func printSummary(m *Main, up, asJSON bool, w io.Writer) {
 	fmt.Fprintf(&b, "  vigil hosts  --data-dir %s\n", dir)
 	fmt.Fprintf(&b, "  vigil query  --data-dir %s \"SELECT pid, name, cmdline FROM processes LIMIT 5\"\n", dir)
 	fmt.Fprintf(&b, "  vigil alerts --data-dir %s\n", dir)
-	fmt.Fprintf(&b, "\nEnroll another host (the server must listen on an address it can reach, see --listen):\n")
-	fmt.Fprintf(&b, "  copy %s and %s to the host, then run\n", p.CAFile, filepath.Join(dir, "enroll_secret"))
-	fmt.Fprintf(&b, "  vigil-agent --tls_hostname %s --tls_server_certs ca.pem --enroll_secret_path enroll_secret\n",
-		strings.TrimPrefix(p.URL, "https://"))
-	fmt.Fprintf(&b, "  (osquery works too: osqueryd --tls_hostname ... --config_plugin tls --logger_plugin tls --enroll_tls_endpoint /api/v1/osquery/enroll ...)\n")
+	writeEnrollHelp(&b, e, p.CAFile, secretFile, m.opts.TLSCertFile != "")
 	fmt.Fprintf(&b, "\nCtrl-C stops Vigil.\n")
 	fmt.Fprint(w, b.String())
+}
+
+// writeEnrollHelp says how to enroll another host: with the address it
+// can reach, or why there is none.
+func writeEnrollHelp(b *strings.Builder, e Enrollment, caFile, secretFile string, operatorCert bool) {
+	if !e.Remote {
+		_, port, _ := net.SplitHostPort(e.Address)
+		fmt.Fprintf(b, "\nOther hosts cannot enroll: the server listens on loopback only. To let them, restart with\n")
+		fmt.Fprintf(b, "  --listen 0.0.0.0:%s [--tls-host NAME-THEY-REACH-THIS-MACHINE-BY]\n", port)
+		return
+	}
+	fmt.Fprintf(b, "\nEnroll another host: copy %s and %s to it, then run there\n", caFile, secretFile)
+	fmt.Fprintf(b, "  vigil-agent --tls_hostname %s --tls_server_certs ca.pem --enroll_secret_path enroll_secret\n", e.Address)
+	fmt.Fprintf(b, "  (osquery works too: osqueryd --tls_hostname %s --config_plugin tls --logger_plugin tls --enroll_tls_endpoint /api/v1/osquery/enroll ...)\n", e.Address)
+	if !e.Covered {
+		if operatorCert {
+			fmt.Fprintf(b, "  Warning: the --tls-cert certificate does not cover %q, so agents will refuse it: pass --tls-host with a name it covers, or reissue it for %q.\n", e.Host, e.Host)
+		} else {
+			fmt.Fprintf(b, "  Warning: the server certificate does not cover %q, so agents will refuse it.\n", e.Host)
+		}
+	}
+	if e.Hostname {
+		fmt.Fprintf(b, "  (%s is this machine's hostname; if other hosts cannot resolve it, restart with --tls-host NAME-OR-IP they reach it by)\n", e.Host)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +16,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigilhq/vigil/detect/rules"
 )
 
 // startMain runs the real wiring of `vigil up` on 127.0.0.1:0 in a temp
@@ -46,6 +51,20 @@ func startMain(t *testing.T, events bool) (*Main, string) {
 		}
 	})
 	return m, dir
+}
+
+// builtinRule returns the id and title of a rule shipped in detect/rules.
+func builtinRule(t *testing.T, file string) (id, title string) {
+	t.Helper()
+	b, err := fs.ReadFile(rules.FS, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct{ ID, Title string }
+	if err := yaml.Unmarshal(b, &r); err != nil || r.ID == "" || r.Title == "" {
+		t.Fatalf("%s: id %q title %q: %v", file, r.ID, r.Title, err)
+	}
+	return r.ID, r.Title
 }
 
 // queryRows returns the rows of `vigil query --json` output.
@@ -142,6 +161,20 @@ func TestUpEndToEnd(t *testing.T) {
 	if len(rows) != 1 || rows[0]["pid"] != pid || rows[0]["name"] != "sleep" {
 		t.Fatalf("live query for pid %s returned %v (output %q)", pid, rows, out)
 	}
+	// The same, aimed at this host by name, as text: "HOST<TAB>col=value ...".
+	out, err = cli(t, "query", "--data-dir", dir, "--host", hostname, "SELECT pid, name FROM processes WHERE pid = "+pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 ||
+		!strings.HasPrefix(lines[0], hostname+"\t") || !strings.Contains(lines[0], `pid="`+pid+`"`) || !strings.Contains(lines[0], `name="sleep"`) {
+		t.Fatalf("vigil query --host %s (text) printed %q, want one line for pid %s", hostname, out, pid)
+	}
+	// A host that is not enrolled is refused, naming it.
+	if _, err := cli(t, "query", "--data-dir", dir, "--host", "no-such-host.invalid", "SELECT 1"); err == nil ||
+		!strings.Contains(err.Error(), "no-such-host.invalid") {
+		t.Fatalf("query --host of an unknown host: got %v", err)
+	}
 
 	// Invalid SQL comes back as a per-host error, not a hang.
 	if _, err := cli(t, "query", "--data-dir", dir, "SELECT * FROM no_such_table"); err == nil ||
@@ -161,6 +194,7 @@ func TestUpEndToEnd(t *testing.T) {
 	if out, err := exec.Command("bash", "-c", cmdline).CombinedOutput(); err != nil {
 		t.Logf("bash -c %q: %v %s (expected: nothing listens)", cmdline, err, out)
 	}
+	ruleID, ruleTitle := builtinRule(t, "lnx_download_piped_to_shell.yml")
 	eventually(t, "alert for the download piped to a shell", 90*time.Second, func() (bool, string) {
 		out, err := cli(t, "alerts", "--data-dir", dir, "--json")
 		if err != nil {
@@ -169,12 +203,30 @@ func TestUpEndToEnd(t *testing.T) {
 		for _, a := range jsonLines(t, out) {
 			fields, _ := a["fields"].(map[string]any)
 			cl, _ := fields["process_command_line"].(string)
-			if strings.Contains(cl, marker) && a["hostname"] == hostname && a["rule_title"] != "" {
+			if strings.Contains(cl, marker) && a["hostname"] == hostname && a["rule_id"] == ruleID && a["rule_title"] == ruleTitle &&
+				toInt64(a["match_count"]) >= 1 {
 				return true, ""
 			}
 		}
 		return false, out
 	})
+	// The table a person reads shows the same alert.
+	out, err = cli(t, "alerts", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "ID ") || !strings.Contains(out, "COMMAND LINE") {
+		t.Errorf("vigil alerts: no header in %q", out)
+	}
+	found := false
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, marker) && strings.Contains(l, hostname) && strings.Contains(l, ruleTitle) && strings.Contains(l, "high") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("vigil alerts (text) has no line with host %s, rule %q, level high and the command line %s:\n%s", hostname, ruleTitle, marker, out)
+	}
 	// Once per matching event: the alert does not repeat on later runs.
 	time.Sleep(time.Second)
 	out, err = cli(t, "alerts", "--data-dir", dir, "--json")

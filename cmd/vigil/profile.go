@@ -21,7 +21,11 @@ const profileFile = "profile.json"
 type Profile struct {
 	URL    string `json:"url"`     // https://host:port
 	CAFile string `json:"ca_file"` // PEM of the CA that signed the server certificate
-	Token  string `json:"token"`   // people API token (admin for the profile `vigil up` writes)
+	// ServerName, when set, is the name the certificate is verified
+	// under instead of URL's host (an operator certificate that does not
+	// cover the loopback address URL names).
+	ServerName string `json:"server_name,omitempty"`
+	Token      string `json:"token"` // people API token (admin for the profile `vigil up` writes)
 }
 
 // defaultDataDir is where `vigil up` keeps its state unless told otherwise:
@@ -71,7 +75,7 @@ func readProfile(dataDir string) (Profile, error) {
 // given), with no overall timeout because query streams are long-lived.
 func (p Profile) httpClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: p.ServerName}
 	if p.CAFile != "" {
 		pem, err := os.ReadFile(p.CAFile)
 		if err != nil {

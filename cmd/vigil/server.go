@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +23,6 @@ import (
 	"github.com/vigilhq/vigil/ingest"
 	"github.com/vigilhq/vigil/ingest/wal"
 	"github.com/vigilhq/vigil/metrics"
-	"github.com/vigilhq/vigil/pki"
 	"github.com/vigilhq/vigil/state"
 	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/stream/kafka"
@@ -49,9 +46,16 @@ type ServerOptions struct {
 	DetectInterval time.Duration
 	// ScheduleInterval is the interval of the default event queries.
 	ScheduleInterval time.Duration
-	// TLSHosts are extra names and addresses for the server certificate.
+	// TLSHosts are extra names and addresses for the server certificate;
+	// the first is the name printed for other hosts to enroll with.
 	TLSHosts []string
-	Logger   *slog.Logger
+	// TLSCertFile and TLSKeyFile are the operator's server certificate
+	// (PEM, intermediates after it) and private key, used instead of the
+	// private CA in DATA/pki; both or neither. TLSCAFile is the PEM that
+	// agents and the CLI pin (the CA that signed TLSCertFile); empty means
+	// TLSCertFile itself (a self-signed certificate).
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	Logger                             *slog.Logger
 	// Store names the event store (see openStore): "" or "duckdb" is
 	// DATA/events.duckdb; clickhouse://host:8123/db uses ClickHouse.
 	Store string
@@ -112,6 +116,7 @@ type Main struct {
 	url     string
 	secret  string
 	profile Profile
+	enroll  Enrollment
 
 	cancel     context.CancelFunc
 	stopIngest context.CancelFunc
@@ -154,19 +159,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	dir := m.opts.DataDir
+	if err := m.checkTLSOptions(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 	if m.secret, err = loadOrCreateSecret(filepath.Join(dir, "enroll_secret")); err != nil {
 		return err
 	}
-	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, m.opts.TLSHosts...)
-	if h, err := os.Hostname(); err == nil {
-		hosts = append(hosts, h)
-	}
-	bundle, err := pki.Ensure(filepath.Join(dir, "pki"), hosts)
+	bundle, err := m.loadTLS(filepath.Join(dir, "pki"))
 	if err != nil {
-		return fmt.Errorf("preparing TLS: %w", err)
+		return err
 	}
 	statePath := filepath.Join(dir, "state.db")
 	if m.opts.State != "" {
@@ -262,7 +266,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.ln, err = net.Listen("tcp", m.opts.Listen); err != nil {
 		return fmt.Errorf("listening on %s: %w", m.opts.Listen, err)
 	}
-	m.url = "https://" + urlHost(m.ln.Addr().(*net.TCPAddr))
+	addr := m.ln.Addr().(*net.TCPAddr)
+	m.url = "https://" + urlHost(addr)
+	hostname, _ := os.Hostname()
+	m.enroll = enrollment(addr, m.opts.TLSHosts, hostname, bundle)
+	// This machine's agent and CLI use the loopback URL; when the
+	// certificate does not cover that address they verify it under a
+	// name it does cover.
+	serverName := m.localServerName(addr, hostname, bundle)
 	m.srv = &http.Server{
 		Handler:           mux,
 		TLSConfig:         serverTLSConfig(bundle.TLSConfig()),
@@ -301,15 +312,26 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.profile = Profile{URL: m.url, CAFile: bundle.CAFile, Token: token}
+	caFile, err := filepath.Abs(bundle.CAFile)
+	if err != nil {
+		return fmt.Errorf("locating CA file: %w", err)
+	}
+	m.profile = Profile{URL: m.url, CAFile: caFile, ServerName: serverName, Token: token}
 	if err := writeProfile(dir, m.profile); err != nil {
 		return err
 	}
 
 	if m.opts.WithAgent {
+		var hc *http.Client
+		if serverName != "" {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: bundle.CertPool(), ServerName: serverName, MinVersion: tls.VersionTLS12}
+			hc = &http.Client{Transport: tr}
+		}
 		m.agent, err = agent.New(agent.Options{
 			ServerURL:      m.url,
 			RootCAs:        bundle.CertPool(),
+			HTTPClient:     hc,
 			EnrollSecret:   m.secret,
 			HostIdentifier: "hostname",
 			DataDir:        filepath.Join(dir, "agent"),
@@ -348,6 +370,9 @@ func (m *Main) URL() string { return m.url }
 
 // Profile is the CLI profile written into the data directory.
 func (m *Main) Profile() Profile { return m.profile }
+
+// Enrollment says how other hosts reach the server.
+func (m *Main) Enrollment() Enrollment { return m.enroll }
 
 // EnrollSecret is the secret agents present to enroll.
 func (m *Main) EnrollSecret() string { return m.secret }
@@ -422,32 +447,6 @@ func (m *Main) adminToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("creating admin token: %w", err)
 	}
 	return tok, nil
-}
-
-func loadOrCreateSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("reading enroll secret: %w", err)
-	}
-	var r [24]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		return "", err
-	}
-	s := hex.EncodeToString(r[:])
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("writing enroll secret: %w", err)
-	}
-	return s, nil
-}
-
-func urlHost(a *net.TCPAddr) string {
-	if a.IP.IsUnspecified() {
-		return net.JoinHostPort("127.0.0.1", fmt.Sprint(a.Port))
-	}
-	return net.JoinHostPort(a.IP.String(), fmt.Sprint(a.Port))
 }
 
 // DefaultDedupeWindow is ServerOptions.DedupeWindow's default.
