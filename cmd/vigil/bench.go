@@ -28,7 +28,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	server := fs.String("server", "", "server URL (default: from --data-dir's profile)")
 	secret := fs.String("enroll-secret", "", "enroll secret (default: DATA/enroll_secret)")
 	caFile := fs.String("ca", "", "CA certificate PEM (default: from the profile)")
-	dataDir := fs.String("data-dir", "", "take server, CA and enroll secret from a `vigil up` data directory")
+	dataDir := fs.String("data-dir", "", "take server, CA and enroll secret from the data `DIR` of vigil up or vigil server")
 	duration := fs.Duration("duration", 60*time.Second, "how long to run after enrolling")
 	logEvery := fs.Duration("log-interval", 10*time.Second, "how often each agent sends results (osquery's logger_tls_period is 4s by default)")
 	lines := fs.Int("lines", 20, "result lines per log request")

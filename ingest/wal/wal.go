@@ -211,7 +211,16 @@ func (w *WAL) recover() error {
 		next = w.segs[n-1].id + 1
 	}
 	// Always write into a fresh segment: the old ones stay as recovered.
-	return w.startSegment(next)
+	if err := w.startSegment(next); err != nil {
+		return err
+	}
+	// Recovered segments with nothing unreleased (a clean stop) go now:
+	// no record will ever release them, and until the released position
+	// reaches the fresh segment a drain (WaitDrained) could not finish.
+	if len(w.segs) > 1 && w.unreleased() == 0 {
+		return w.Release(Pos{Seg: next})
+	}
+	return nil
 }
 
 // scanFile returns the length of the valid prefix of a segment, the

@@ -370,3 +370,40 @@ func TestReadAfterReleasingAFinishedSegment(t *testing.T) {
 		t.Errorf("read %d then %d records, want 3 in all", len(recs), len(rest))
 	}
 }
+
+// After a clean stop (everything released), a reopened log starts drained:
+// Start reaches End with no new record, so a shutdown's drain wait ends at
+// once (it used to wait for a record that never came), and the released
+// segment files are gone.
+func TestReopenFullyReleasedIsDrained(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, Options{Dir: dir, SegmentBytes: 200})
+	ctx := context.Background()
+	for i := range 30 {
+		if err := w.Append(ctx, rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, end := readAll(t, w, w.Start())
+	if err := w.Release(end); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	w2 := openT(t, Options{Dir: dir, SegmentBytes: 200})
+	if w2.Start().Less(w2.End()) {
+		t.Fatalf("reopened after releasing everything: start %v before end %v", w2.Start(), w2.End())
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.wal")); len(m) != 1 {
+		t.Errorf("%d segment files after reopening a released log, want 1 (the fresh one): %v", len(m), m)
+	}
+	if got, _ := readAll(t, w2, w2.Start()); len(got) != 0 {
+		t.Fatalf("replayed %d released records", len(got))
+	}
+	// A third open (the checkpoint now names the fresh segment) is drained too.
+	w2.Close()
+	w3 := openT(t, Options{Dir: dir, SegmentBytes: 200})
+	if w3.Start().Less(w3.End()) {
+		t.Fatalf("third open: start %v before end %v", w3.Start(), w3.End())
+	}
+}
