@@ -55,7 +55,8 @@ type Options struct {
 	// EnrollSecret is sent once at enrollment.
 	EnrollSecret string
 	// HostIdentifier is "hostname" (default) or "uuid", as osquery's
-	// --host_identifier.
+	// --host_identifier. The uuid is the DMI one, else derived from
+	// /etc/machine-id, else generated once and kept in DataDir/host_uuid.
 	HostIdentifier string
 	// DataDir holds the node key, the spools and the differential state.
 	DataDir string
@@ -88,7 +89,8 @@ type Options struct {
 	Events bool
 	// EventBuffer, if set, is the buffer event tables read (tests and
 	// embedders feed it); otherwise one is created with EventsMax and
-	// EventsExpiry.
+	// EventsExpiry. The config options events_max and events_expiry
+	// override the buffer's limits at runtime (Buffer.SetLimits).
 	EventBuffer  *event.Buffer
 	EventsMax    int
 	EventsExpiry time.Duration
@@ -153,6 +155,15 @@ type Agent struct {
 	rejectedHash string
 	evManager    *event.Manager
 	runOnce      sync.Once
+
+	// evBaseMax and evBaseExp are the event buffer's limits at start
+	// (applyEventLimits).
+	evBaseMax int
+	evBaseExp time.Duration
+	// sourceStats, if set, replaces EventStats as the source of the event
+	// sources' counters in eventStatRows (tests: loss counters without a
+	// kernel that loses events). Set before Run.
+	sourceStats func() []event.Stats
 
 	lossCounters
 }
@@ -219,6 +230,8 @@ func New(opts Options) (*Agent, error) {
 	if a.events == nil {
 		a.events = event.NewBuffer(event.BufferOptions{Max: opts.EventsMax, Expiry: opts.EventsExpiry, Now: opts.Now})
 	}
+	// What a config without events_max / events_expiry restores.
+	a.evBaseMax, a.evBaseExp = a.events.Limits()
 	a.instanceID, err = loadOrCreateID(filepath.Join(opts.DataDir, "instance_id"))
 	if err != nil {
 		a.closeSpools()
@@ -237,7 +250,11 @@ func New(opts Options) (*Agent, error) {
 	// runtime. Created after the engine so that its memory baseline
 	// includes it.
 	a.sched.wd = newWatchdog(a)
-	a.hostUUID = hostUUID(a.engine, opts.Root)
+	a.hostUUID, err = hostUUID(a.engine, opts.Root, opts.DataDir)
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	a.hostID = a.hostIdentifier()
 	if opts.ServerURL != "" {
 		a.client = newUplink(a)

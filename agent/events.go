@@ -40,7 +40,7 @@ func (a *Agent) eventStatsLoop(ctx context.Context) {
 	if every <= 0 {
 		every = DefaultEventStatsInterval
 	}
-	var prevLoss uint64
+	var prev eventReport
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -49,23 +49,50 @@ func (a *Agent) eventStatsLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		msg, loss := a.eventCounters()
-		sev := 0
-		if loss > prevLoss {
-			sev = 1
-			msg = fmt.Sprintf("event rows lost since last report: %d; %s", loss-prevLoss, msg)
-		}
-		prevLoss = loss
+		var sev int
+		var msg string
+		sev, msg, prev = a.eventStatsReport(prev)
 		a.statusLine(sev, msg)
 	}
 }
 
+// eventReport is what the last event counters status line reported.
+type eventReport struct {
+	loss       uint64 // rows that never reached a consumer
+	incomplete uint64 // rows delivered with part of their data missing
+}
+
+// eventStatsReport builds one event counters status line: WARNING (1) when
+// rows were lost since prev, else INFO (0). Incomplete rows (an argv cut
+// because audit records were missing) reached the tables, so they do not
+// raise the severity, but their growth is named at the front of the line.
+func (a *Agent) eventStatsReport(prev eventReport) (int, string, eventReport) {
+	rows := a.eventStatRows()
+	msg, loss := countersLine(rows)
+	cur := eventReport{loss: loss}
+	for _, s := range rows {
+		cur.incomplete += s.Incomplete
+	}
+	sev := 0
+	if cur.incomplete > prev.incomplete {
+		msg = fmt.Sprintf("event rows delivered incomplete since last report: %d; %s", cur.incomplete-prev.incomplete, msg)
+	}
+	if cur.loss > prev.loss {
+		sev = 1
+		msg = fmt.Sprintf("event rows lost since last report: %d; %s", cur.loss-prev.loss, msg)
+	}
+	return sev, msg, cur
+}
+
 // eventCounters renders every counter of eventStatRows on one line and
 // sums the losses (rows that never reached a consumer).
-func (a *Agent) eventCounters() (string, uint64) {
+func (a *Agent) eventCounters() (string, uint64) { return countersLine(a.eventStatRows()) }
+
+// countersLine renders rows on one line and sums their losses.
+func countersLine(rows []table.EventStat) (string, uint64) {
 	var parts []string
 	var loss uint64
-	for _, s := range a.eventStatRows() {
+	for _, s := range rows {
 		loss += s.Lost()
 		switch {
 		case s.Type == "publisher" && !s.Active:
@@ -92,7 +119,11 @@ var eventTables = []string{"file_events", "process_events", "socket_events", "us
 func (a *Agent) eventStatRows() []table.EventStat {
 	var out []table.EventStat
 	feeders := map[string][]string{} // table -> active sources
-	for _, s := range a.EventStats() {
+	sources := a.EventStats
+	if a.sourceStats != nil {
+		sources = a.sourceStats
+	}
+	for _, s := range sources() {
 		out = append(out, table.EventStat{
 			Name: s.Source, Publisher: s.Source, Type: "publisher", Subscriptions: len(s.Tables),
 			Events: s.Events, Refreshes: s.Refreshes, Active: s.Active, Error: s.Error,

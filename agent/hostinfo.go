@@ -74,12 +74,14 @@ func (a *Agent) hostIdentifier() string {
 }
 
 // hostUUID is the platform (DMTF) UUID as system_info reports it, else one
-// derived from /etc/machine-id.
-func hostUUID(e *table.Engine, root string) string {
+// derived from /etc/machine-id, else, as osquery does, a random UUID
+// generated once and kept in dataDir (host_uuid), so that the identifier
+// survives restarts.
+func hostUUID(e *table.Engine, root, dataDir string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if res, err := e.Query(ctx, "SELECT uuid FROM system_info"); err == nil && len(res.Rows) == 1 && res.Rows[0]["uuid"] != "" {
-		return res.Rows[0]["uuid"]
+		return res.Rows[0]["uuid"], nil
 	}
 	if root == "" {
 		root = "/"
@@ -87,10 +89,15 @@ func hostUUID(e *table.Engine, root string) string {
 	if b, err := os.ReadFile(filepath.Join(root, "etc", "machine-id")); err == nil {
 		id := strings.TrimSpace(string(b))
 		if len(id) == 32 {
-			return strings.ToUpper(id[0:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:32])
+			return strings.ToUpper(id[0:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:32]), nil
 		}
 	}
-	return ""
+	id, err := loadOrCreateID(filepath.Join(dataDir, "host_uuid"))
+	if err != nil {
+		return "", fmt.Errorf("host uuid: %w", err)
+	}
+	// Spelled as the other two sources.
+	return strings.ToUpper(id), nil
 }
 
 func buildPlatform() string {

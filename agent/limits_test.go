@@ -113,10 +113,17 @@ func TestConfigOptionsApplied(t *testing.T) {
 	}
 
 	msg := statusMessages(t, a.status)
-	for _, want := range []string{"option=watchdog_delay", "option=events_max", "option=events_expiry"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("no warning naming %s: %s", want, msg)
+	if !strings.Contains(msg, "option=watchdog_delay") {
+		t.Errorf("no warning naming watchdog_delay: %s", msg)
+	}
+	// Honoured, so not reported as ignored.
+	for _, honoured := range []string{"option=events_max", "option=events_expiry"} {
+		if strings.Contains(msg, honoured) {
+			t.Errorf("%s reported as ignored: %s", honoured, msg)
 		}
+	}
+	if m, e := a.Events().Limits(); m != 1000 || e != 60*time.Second {
+		t.Errorf("event buffer limits %d %v, want the config's 1000 and 60 s", m, e)
 	}
 
 	// buffered_log_max bounds both spools.

@@ -1,10 +1,9 @@
 package agent
 
 import (
+	"math"
 	"sort"
 	"time"
-
-	"github.com/vigilhq/vigil/agent/event"
 )
 
 // Config options osquery lets a config change at runtime, and what the
@@ -13,8 +12,8 @@ import (
 // distributed_max_result_bytes, logger_tls_*, schedule_epoch,
 // watchdog_level, watchdog_memory_limit, watchdog_utilization_limit,
 // watchdog_latency_limit, events_enforce_denylist and disable_watchdog.
-// Applied when a config is installed (applyOptions): buffered_log_max, and
-// events_max / events_expiry when the event buffer can change its limits.
+// Applied when a config is installed (applyOptions): buffered_log_max,
+// events_max and events_expiry.
 // The rest of the options named here are reported as ignored, so that an
 // operator does not believe they took effect.
 var unsupportedOptions = map[string]string{
@@ -22,12 +21,6 @@ var unsupportedOptions = map[string]string{
 	"watchdog_forced_shutdown_delay": "queries are stopped by cancelling them, not by killing a worker",
 	"enable_watchdog_debug":          "not supported",
 	"enable_extensions_watchdog":     "extensions are not supported",
-}
-
-// eventLimiter is implemented by event buffers whose limits can change at
-// runtime.
-type eventLimiter interface {
-	SetLimits(max int, expiry time.Duration)
 }
 
 // applyOptions applies the options of a newly installed config that are
@@ -42,36 +35,7 @@ func (a *Agent) applyOptions(c *agentConfig) {
 		a.results.SetMaxRecords(max)
 		a.status.SetMaxRecords(max)
 	}
-	evMax, hasMax := c.intOption("events_max")
-	evExp, hasExp := c.intOption("events_expiry")
-	if hasMax || hasExp {
-		curMax, curExp := a.opts.EventsMax, a.opts.EventsExpiry
-		if curMax <= 0 {
-			curMax = event.DefaultMax
-		}
-		if curExp == 0 {
-			curExp = event.DefaultExpiry
-		}
-		newMax, newExp := curMax, curExp
-		if hasMax && evMax > 0 {
-			newMax = int(evMax)
-		}
-		if hasExp && evExp > 0 {
-			newExp = time.Duration(evExp) * time.Second
-		}
-		if l, ok := any(a.events).(eventLimiter); ok {
-			l.SetLimits(newMax, newExp)
-		} else {
-			if newMax != curMax {
-				a.log.Warn("config option events_max is ignored: the event buffer's limit is set at start (--events_max)",
-					"option", "events_max", "value", newMax, "in_force", curMax)
-			}
-			if newExp != curExp {
-				a.log.Warn("config option events_expiry is ignored: the event buffer's expiry is set at start (--events_expiry)",
-					"option", "events_expiry", "value", int64(newExp/time.Second), "in_force", int64(curExp/time.Second))
-			}
-		}
-	}
+	a.applyEventLimits(c)
 	var ignored []string
 	for name := range c.Options {
 		if _, ok := unsupportedOptions[name]; ok {
@@ -88,4 +52,28 @@ func (a *Agent) applyOptions(c *agentConfig) {
 func (c *agentConfig) watchdogDisabled() bool {
 	n, ok := c.intOption("disable_watchdog")
 	return ok && n != 0
+}
+
+// applyEventLimits applies the config's events_max and events_expiry (in
+// seconds) to the event buffer, as osquery's config options override its
+// flags. A value that is absent or not positive leaves the start value
+// (--events_max, --events_expiry or the embedder's buffer) in force, so
+// a config that drops an option restores it.
+func (a *Agent) applyEventLimits(c *agentConfig) {
+	evMax, hasMax := c.intOption("events_max")
+	evExp, hasExp := c.intOption("events_expiry")
+	newMax, newExp := a.evBaseMax, a.evBaseExp
+	if hasMax && evMax > 0 {
+		newMax = int(min(evMax, math.MaxInt32))
+	}
+	if hasExp && evExp > 0 {
+		newExp = time.Duration(min(evExp, math.MaxInt64/int64(time.Second))) * time.Second
+	}
+	curMax, curExp := a.events.Limits()
+	if newMax == curMax && newExp == curExp {
+		return
+	}
+	a.events.SetLimits(newMax, newExp)
+	a.log.Info("event buffer limits changed", "events_max", newMax, "events_expiry", int64(newExp/time.Second),
+		"previous_events_max", curMax, "previous_events_expiry", int64(curExp/time.Second))
 }

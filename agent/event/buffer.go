@@ -9,6 +9,7 @@ package event
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -101,15 +102,55 @@ func (b *Buffer) Add(table string, row map[string]string) {
 	}
 	t.stats.Added++
 	t.rows = append(t.rows, entry{seq: b.seq, at: now, row: row})
-	if n := len(t.rows) - t.start; n > b.max {
-		drop := n - b.max
+	t.trim(b.max)
+	t.compact()
+}
+
+// SetLimits changes the buffer's bounds at runtime (a config's events_max
+// and events_expiry options), with NewBuffer's meaning for zero and
+// negative values. Rows over the new max are dropped at once, oldest
+// first, and counted as Dropped, so that a lowered max frees memory now
+// rather than at the next Add; the new expiry applies from the next Rows
+// call, where expiry is always applied.
+func (b *Buffer) SetLimits(max int, expiry time.Duration) {
+	if max <= 0 {
+		max = DefaultMax
+	}
+	if expiry == 0 {
+		expiry = DefaultExpiry
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.max, b.expiry = max, expiry
+	for _, t := range b.tables {
+		t.trim(max)
+		if cap(t.rows) > 2*max {
+			// A much lower max: give the large array back.
+			t.rows = slices.Clone(t.rows[t.start:])
+			t.start = 0
+		}
+		t.compact()
+	}
+}
+
+// Limits returns the bounds in force: the max rows per table and the
+// expiry (negative: none).
+func (b *Buffer) Limits() (max int, expiry time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.max, b.expiry
+}
+
+// trim drops the oldest live rows over max, counting them.
+func (t *tableBuf) trim(max int) {
+	if n := len(t.rows) - t.start; n > max {
+		drop := n - max
 		for i := t.start; i < t.start+drop; i++ {
 			t.rows[i] = entry{}
 		}
 		t.start += drop
 		t.stats.Dropped += uint64(drop)
 	}
-	t.compact()
 }
 
 // compact reclaims the dropped prefix once it is at least half the slice,

@@ -48,6 +48,7 @@ type Main struct {
 	watchdogLevel       int
 	watchdogMemory      int
 	watchdogCPU         int
+	watchdogLatency     int
 	eventsMax           int
 	eventsExpiry        int
 	bufferedLogMax      int
@@ -143,6 +144,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.watchdogLevel, "watchdog_level", 0, "0 normal, -1 disables the watchdog")
 	fs.IntVar(&m.watchdogMemory, "watchdog_memory_limit", 0, "watchdog memory limit in MB (default 200)")
 	fs.IntVar(&m.watchdogCPU, "watchdog_utilization_limit", 0, "watchdog CPU limit in percent (default 10)")
+	fs.IntVar(&m.watchdogLatency, "watchdog_latency_limit", 0, "seconds a query may stay over the CPU limit before it is stopped (default 12)")
 	fs.IntVar(&m.eventsMax, "events_max", 50000, "event rows buffered per table")
 	fs.IntVar(&m.eventsExpiry, "events_expiry", 3600, "seconds after which queried event rows expire")
 	fs.IntVar(&m.bufferedLogMax, "buffered_log_max", 1000000, "log lines spooled before the oldest are dropped")
@@ -221,6 +223,21 @@ func (m *Main) logger() *slog.Logger {
 }
 
 func (m *Main) runAgent(ctx context.Context) error {
+	opts, err := m.agentOptions()
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(opts)
+	if err != nil {
+		return err
+	}
+	m.agent = a
+	return a.Run(ctx)
+}
+
+// agentOptions turns the parsed flags into the agent's options, reading
+// the files they name.
+func (m *Main) agentOptions() (agent.Options, error) {
 	opts := agent.Options{
 		HostIdentifier:            m.hostIdentifier,
 		DataDir:                   m.databasePath,
@@ -241,6 +258,7 @@ func (m *Main) runAgent(ctx context.Context) error {
 		WatchdogLevel:             m.watchdogLevel,
 		WatchdogMemoryLimit:       m.watchdogMemory,
 		WatchdogUtilizationLimit:  m.watchdogCPU,
+		WatchdogLatencyLimit:      m.watchdogLatency,
 	}
 	if m.tlsHostname != "" {
 		host := strings.TrimPrefix(strings.TrimSuffix(m.tlsHostname, "/"), "https://")
@@ -249,30 +267,25 @@ func (m *Main) runAgent(ctx context.Context) error {
 	if m.tlsServerCerts != "" {
 		pem, err := os.ReadFile(m.tlsServerCerts)
 		if err != nil {
-			return fmt.Errorf("read --tls_server_certs: %w", err)
+			return agent.Options{}, fmt.Errorf("read --tls_server_certs: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--tls_server_certs %s: no PEM certificate found", m.tlsServerCerts)
+			return agent.Options{}, fmt.Errorf("--tls_server_certs %s: no PEM certificate found", m.tlsServerCerts)
 		}
 		opts.RootCAs = pool
 	}
 	if m.enrollSecretPath != "" {
 		b, err := os.ReadFile(m.enrollSecretPath)
 		if err != nil {
-			return fmt.Errorf("read --enroll_secret_path: %w", err)
+			return agent.Options{}, fmt.Errorf("read --enroll_secret_path: %w", err)
 		}
 		opts.EnrollSecret = strings.TrimSpace(string(b))
 	}
 	if m.loggerPath == "" {
 		opts.LoggerPath = filepath.Join(m.databasePath, "log")
 	}
-	a, err := agent.New(opts)
-	if err != nil {
-		return err
-	}
-	m.agent = a
-	return a.Run(ctx)
+	return opts, nil
 }
 
 // Close releases what Run opened. The agent closes itself when Run returns.

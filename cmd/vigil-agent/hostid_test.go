@@ -156,4 +156,22 @@ func TestHostIdentifierFixture(t *testing.T) {
 	write(mid, "proc/sys/kernel/hostname", "other-host\n")
 	write(mid, "etc/machine-id", "0123456789abcdef0123456789abcdef\n")
 	sameID(t, "uuid from machine-id", hostIDRun(t, srv, filepath.Join(t.TempDir(), "db"), "--root="+mid, "--host_identifier=uuid"), "01234567-89AB-CDEF-0123-456789ABCDEF")
+
+	// Neither DMI nor machine-id: as osquery, a UUID generated once and
+	// kept in the data directory, never the hostname.
+	bare := t.TempDir()
+	write(bare, "proc/sys/kernel/hostname", "bare-host\n")
+	data = filepath.Join(t.TempDir(), "db")
+	gen := hostIDRun(t, srv, data, "--root="+bare, "--host_identifier=uuid")
+	if !uuidRE.MatchString(gen[0]) || gen[0] == "bare-host" {
+		t.Fatalf("no DMI, no machine-id: identifier %q is not a UUID", gen[0])
+	}
+	sameID(t, "generated uuid", gen, gen[0])
+	sameID(t, "generated uuid, restarted", hostIDRun(t, srv, data, "--root="+bare, "--host_identifier=uuid"), gen[0])
+	// Another data directory is another agent: another UUID.
+	other := hostIDRun(t, srv, filepath.Join(t.TempDir(), "db"), "--root="+bare, "--host_identifier=uuid")
+	if !uuidRE.MatchString(other[0]) || strings.EqualFold(other[0], gen[0]) {
+		t.Errorf("a fresh data directory reused the generated uuid %q (got %q)", gen[0], other[0])
+	}
+	sameID(t, "hostname on the bare fixture", hostIDRun(t, srv, filepath.Join(t.TempDir(), "db"), "--root="+bare, "--host_identifier=hostname"), "bare-host")
 }

@@ -205,6 +205,47 @@ func TestFlagfile(t *testing.T) {
 	}
 }
 
+// TestWatchdogFlags: osquery's watchdog flags, --watchdog_latency_limit
+// included, reach agent.Options from the command line and from a
+// flagfile (the command line wins), and a non-integer is refused.
+func TestWatchdogFlags(t *testing.T) {
+	dir := t.TempDir()
+	ff := filepath.Join(dir, "osquery.flags")
+	if err := os.WriteFile(ff, []byte("--config_path=/etc/osquery/osquery.conf\n--watchdog_latency_limit=30\n--watchdog_memory_limit=300\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args              []string
+		latency, mem, cpu int
+	}{
+		{[]string{"--config_path=c.json"}, 0, 0, 0}, // 0: the agent's default (12 s)
+		{[]string{"--config_path=c.json", "--watchdog_latency_limit=5", "--watchdog_utilization_limit=20"}, 5, 0, 20},
+		{[]string{"--config_path", "c.json", "--watchdog_latency_limit", "7"}, 7, 0, 0},
+		{[]string{"--flagfile=" + ff}, 30, 300, 0},
+		{[]string{"--flagfile=" + ff, "--watchdog_latency_limit=45"}, 45, 300, 0},
+	} {
+		m := NewMain()
+		m.Stderr = &bytes.Buffer{}
+		if err := m.ParseFlags(tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		opts, err := m.agentOptions()
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if opts.WatchdogLatencyLimit != tc.latency || opts.WatchdogMemoryLimit != tc.mem || opts.WatchdogUtilizationLimit != tc.cpu {
+			t.Errorf("%v: latency %d memory %d cpu %d, want %d %d %d", tc.args, opts.WatchdogLatencyLimit,
+				opts.WatchdogMemoryLimit, opts.WatchdogUtilizationLimit, tc.latency, tc.mem, tc.cpu)
+		}
+	}
+	m := NewMain()
+	m.Stderr = &bytes.Buffer{}
+	if err := m.ParseFlags([]string{"--config_path=c.json", "--watchdog_latency_limit=soon"}); err == nil ||
+		!strings.Contains(err.Error(), "watchdog_latency_limit") {
+		t.Errorf("non-integer --watchdog_latency_limit: %v", err)
+	}
+}
+
 // TestRunAgainstServer runs the daemon with osquery-named flags against a
 // fake server and stops it by cancelling, as Ctrl-C does.
 func TestRunAgainstServer(t *testing.T) {
