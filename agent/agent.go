@@ -66,6 +66,13 @@ type Options struct {
 	// (osqueryd.results.log, osqueryd.snapshots.log, osqueryd.status.log);
 	// "" means DataDir/log.
 	LoggerPath string
+	// LoggerRotate rotates those files, as osquery's --logger_rotate: one
+	// over LoggerRotateSize bytes (default 25 MiB) becomes NAME.1 (NAME.1
+	// becomes NAME.2, ...) and at most LoggerRotateMaxFiles (default 25)
+	// rotated files are kept. Off by default, as in osquery.
+	LoggerRotate         bool
+	LoggerRotateSize     int64
+	LoggerRotateMaxFiles int
 	// ConfigRefresh re-fetches the config; 0 fetches it once (osquery's
 	// --config_refresh=0).
 	ConfigRefresh time.Duration
@@ -201,6 +208,12 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.LoggerPath == "" {
 		opts.LoggerPath = filepath.Join(opts.DataDir, "log")
+	}
+	if opts.LoggerRotateSize <= 0 {
+		opts.LoggerRotateSize = DefaultLoggerRotateSize
+	}
+	if opts.LoggerRotateMaxFiles <= 0 {
+		opts.LoggerRotateMaxFiles = DefaultLoggerRotateMaxFiles
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -182,7 +182,13 @@ func (a *Agent) writeFiles() error {
 				name := s.file(r.Data)
 				f := files[name]
 				if f == nil {
-					f, werr = os.OpenFile(filepath.Join(a.opts.LoggerPath, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+					path := filepath.Join(a.opts.LoggerPath, name)
+					if a.opts.LoggerRotate {
+						if werr = rotateLog(path, a.opts.LoggerRotateSize, a.opts.LoggerRotateMaxFiles); werr != nil {
+							break
+						}
+					}
+					f, werr = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 					if werr != nil {
 						break
 					}

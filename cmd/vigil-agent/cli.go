@@ -31,29 +31,32 @@ type Main struct {
 	root   string
 
 	// run flags, named as osquery's.
-	tlsHostname         string
-	tlsServerCerts      string
-	enrollSecretPath    string
-	hostIdentifier      string
-	configPath          string
-	configRefresh       int
-	loggerTLSPeriod     int
-	distributedInterval int
-	databasePath        string
-	disableEvents       bool
-	loggerPath          string
-	longPoll            bool
-	verbose             bool
-	jsonLogs            bool
-	watchdogLevel       int
-	watchdogMemory      int
-	watchdogCPU         int
-	watchdogLatency     int
-	eventsMax           int
-	eventsExpiry        int
-	bufferedLogMax      int
-	maxLinesize         int
-	maxResultBytes      int
+	tlsHostname          string
+	tlsServerCerts       string
+	enrollSecretPath     string
+	hostIdentifier       string
+	configPath           string
+	configRefresh        int
+	loggerTLSPeriod      int
+	distributedInterval  int
+	databasePath         string
+	disableEvents        bool
+	loggerPath           string
+	loggerRotate         bool
+	loggerRotateSize     int64
+	loggerRotateMaxFiles int
+	longPoll             bool
+	verbose              bool
+	jsonLogs             bool
+	watchdogLevel        int
+	watchdogMemory       int
+	watchdogCPU          int
+	watchdogLatency      int
+	eventsMax            int
+	eventsExpiry         int
+	bufferedLogMax       int
+	maxLinesize          int
+	maxResultBytes       int
 
 	engine *table.Engine
 	agent  *agent.Agent
@@ -138,6 +141,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.databasePath, "database_path", "/var/lib/vigil-agent", "data directory: node key, spool, query state")
 	fs.BoolVar(&m.disableEvents, "disable_events", false, "do not start the real-time event sources")
 	fs.StringVar(&m.loggerPath, "logger_path", "", "directory of the filesystem logger (without a server); default database_path/log")
+	fs.BoolVar(&m.loggerRotate, "logger_rotate", false, "rotate the filesystem logger's files (NAME.1 newest)")
+	fs.Int64Var(&m.loggerRotateSize, "logger_rotate_size", agent.DefaultLoggerRotateSize, "bytes after which a log file is rotated")
+	fs.IntVar(&m.loggerRotateMaxFiles, "logger_rotate_max_files", agent.DefaultLoggerRotateMaxFiles, "rotated files kept per log")
 	fs.BoolVar(&m.longPoll, "vigil_long_poll", true, "announce Vigil capability 1 and long-poll distributed/read")
 	fs.BoolVar(&m.verbose, "verbose", false, "log INFO and DEBUG messages")
 	fs.BoolVar(&m.jsonLogs, "json", false, "write the agent's own logs as JSON lines")
@@ -243,6 +249,9 @@ func (m *Main) agentOptions() (agent.Options, error) {
 		DataDir:                   m.databasePath,
 		ConfigPath:                m.configPath,
 		LoggerPath:                m.loggerPath,
+		LoggerRotate:              m.loggerRotate,
+		LoggerRotateSize:          m.loggerRotateSize,
+		LoggerRotateMaxFiles:      m.loggerRotateMaxFiles,
 		ConfigRefresh:             time.Duration(m.configRefresh) * time.Second,
 		LoggerTLSPeriod:           time.Duration(m.loggerTLSPeriod) * time.Second,
 		DistributedInterval:       time.Duration(m.distributedInterval) * time.Second,
