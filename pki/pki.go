@@ -144,6 +144,9 @@ func FromFiles(certFile, keyFile, caFile string) (Bundle, error) {
 	if now.After(leaf.NotAfter) {
 		return Bundle{}, fmt.Errorf("pki: server certificate %s expired on %s", certFile, leaf.NotAfter.UTC().Format(time.DateOnly))
 	}
+	if now.Before(leaf.NotBefore) {
+		return Bundle{}, fmt.Errorf("pki: server certificate %s is not valid before %s (check this machine's clock)", certFile, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
 	pinFile := caFile
 	if pinFile == "" {
 		pinFile = certFile

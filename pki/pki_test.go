@@ -212,6 +212,7 @@ func TestFromFilesErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	expiredCert, expiredKey := issueTest(t, caDir, time.Now().Add(-time.Hour))
+	futureCert, futureKey := issueTest(t, caDir, time.Now().Add(72*time.Hour)) // valid from tomorrow
 	junk := filepath.Join(t.TempDir(), "junk.pem")
 	os.WriteFile(junk, []byte("not a certificate\n"), 0o644)
 	missing := filepath.Join(t.TempDir(), "missing.pem")
@@ -226,6 +227,7 @@ func TestFromFilesErrors(t *testing.T) {
 		{"key of another certificate", src.CertFile, other.KeyFile, "", other.KeyFile, "private key does not match public key"},
 		{"cert not PEM", junk, src.KeyFile, "", junk, "PEM"},
 		{"expired", expiredCert, expiredKey, "", expiredCert, "expired on"},
+		{"not yet valid", futureCert, futureKey, "", futureCert, "not valid before"},
 		{"CA that did not sign it", src.CertFile, src.KeyFile, other.CAFile, "does not verify with the CA in " + other.CAFile, "unknown authority"},
 		{"CA file unreadable", src.CertFile, src.KeyFile, missing, "reading CA", missing},
 		{"CA file not PEM", src.CertFile, src.KeyFile, junk, junk, "no PEM certificate"},

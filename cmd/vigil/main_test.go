@@ -133,7 +133,7 @@ func TestUpEndToEnd(t *testing.T) {
 	if !root {
 		t.Log("not root: process events are unavailable, so the detection half of this test is skipped below")
 	}
-	_, dir := startMain(t, root)
+	m, dir := startMain(t, root)
 	hostname, _ := os.Hostname()
 
 	// The local agent enrolls.
@@ -227,8 +227,21 @@ func TestUpEndToEnd(t *testing.T) {
 	if !found {
 		t.Errorf("vigil alerts (text) has no line with host %s, rule %q, level high and the command line %s:\n%s", hostname, ruleTitle, marker, out)
 	}
-	// Once per matching event: the alert does not repeat on later runs.
-	time.Sleep(time.Second)
+	// Once per matching event: the alert does not repeat on later runs of
+	// the rule (two more, so the rows it matched were examined again).
+	runs := func() int64 {
+		for _, st := range m.detect.Stats() {
+			if st.RuleID == ruleID {
+				return st.Runs
+			}
+		}
+		return 0
+	}
+	after := runs()
+	eventually(t, "two more runs of the rule", time.Minute, func() (bool, string) {
+		n := runs()
+		return n >= after+2, fmt.Sprintf("%d runs, want %d", n, after+2)
+	})
 	out, err = cli(t, "alerts", "--data-dir", dir, "--json")
 	if err != nil {
 		t.Fatal(err)
