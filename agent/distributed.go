@@ -112,6 +112,7 @@ func (a *Agent) runDistributed(ctx context.Context, rd osquery.DistributedReadRe
 		Queries:  map[string][]map[string]string{},
 		Statuses: map[string]osquery.Int{},
 		Messages: map[string]string{},
+		Columns:  map[string][]string{},
 	}
 	ids := make([]string, 0, len(rd.Queries))
 	for id := range rd.Queries {
@@ -154,11 +155,19 @@ func (a *Agent) runDistributed(ctx context.Context, rd osquery.DistributedReadRe
 			used += table.RowSize(r) + 1
 		}
 		w.Queries[id] = rows
+		if len(rows) > 0 && len(res.Columns) > 0 {
+			// The rows go out with their keys in the SELECT's order
+			// (osquery.DistributedWriteRequest.MarshalJSON).
+			w.Columns[id] = res.Columns
+		}
 		w.Statuses[id] = statusOK
 		a.distAnswered.Add(1)
 	}
 	if len(w.Messages) == 0 {
 		w.Messages = nil
+	}
+	if len(w.Columns) == 0 {
+		w.Columns = nil
 	}
 	return w
 }

@@ -234,7 +234,7 @@ func (s *Server) handleDistributedRead(w http.ResponseWriter, r *http.Request) {
 
 // recordWrite records the answer a distributed/write gives to query id.
 func (s *Server) recordWrite(ctx context.Context, id string, h vigil.Host, req *osquery.DistributedWriteRequest, now time.Time) error {
-	res := state.Result{Status: state.StatusOK, Rows: req.Queries[id], Time: now}
+	res := state.Result{Status: state.StatusOK, Rows: req.Queries[id], Columns: req.Columns[id], Time: now}
 	// Before osquery 2.1.2 there were no statuses: rows mean success.
 	if code := req.Statuses[id]; code != 0 {
 		res = state.Result{Status: state.StatusError, Error: req.Messages[id], Time: now}

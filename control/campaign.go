@@ -36,6 +36,7 @@ type CampaignEvent struct {
 	HostID   string
 	Hostname string
 	Rows     []map[string]string // result
+	Columns  []string            // result: the rows' column order, when known
 	Status   string              // status: ok, error, offline, timeout
 	Error    string              // status: why it failed
 	Summary  state.Summary       // done
@@ -156,7 +157,7 @@ func (s *Server) Subscribe(campaignID string) (<-chan CampaignEvent, func()) {
 			continue
 		}
 		if h.Status == state.StatusOK {
-			sub.send(CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows})
+			sub.send(CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows, Columns: h.Columns})
 		}
 		sub.send(CampaignEvent{Type: EventStatus, HostID: h.HostID, Hostname: h.Hostname, Status: h.Status, Error: h.Error})
 	}
@@ -206,7 +207,7 @@ func (s *Server) recordResult(ctx context.Context, campaignID string, h vigil.Ho
 		if rows == nil {
 			rows = []map[string]string{}
 		}
-		evs = append(evs, CampaignEvent{Type: EventResult, HostID: h.ID, Hostname: h.Hostname, Rows: rows})
+		evs = append(evs, CampaignEvent{Type: EventResult, HostID: h.ID, Hostname: h.Hostname, Rows: rows, Columns: res.Columns})
 	}
 	evs = append(evs, CampaignEvent{Type: EventStatus, HostID: h.ID, Hostname: h.Hostname, Status: res.Status, Error: res.Error})
 	if completed {
@@ -288,7 +289,7 @@ func (s *Server) refreshCampaign(id string) {
 			continue
 		}
 		if h.Status == state.StatusOK {
-			evs = append(evs, CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows})
+			evs = append(evs, CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows, Columns: h.Columns})
 		}
 		evs = append(evs, CampaignEvent{Type: EventStatus, HostID: h.HostID, Hostname: h.Hostname, Status: h.Status, Error: h.Error})
 	}
@@ -319,7 +320,7 @@ func (s *Server) refreshHost(campaignID, hostID string) {
 	}
 	var evs []CampaignEvent
 	if h.Status == state.StatusOK {
-		evs = append(evs, CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows})
+		evs = append(evs, CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows, Columns: h.Columns})
 	}
 	evs = append(evs, CampaignEvent{Type: EventStatus, HostID: h.HostID, Hostname: h.Hostname, Status: h.Status, Error: h.Error})
 	s.hub.publish(campaignID, evs...)

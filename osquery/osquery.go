@@ -180,6 +180,13 @@ type DistributedWriteRequest struct {
 	Queries  map[string][]map[string]string `json:"queries"`
 	Statuses map[string]Int                 `json:"statuses,omitempty"`
 	Messages map[string]string              `json:"messages,omitempty"`
+	// Columns is each query's column order (query id -> column names),
+	// which a map row cannot keep. It is not part of the wire format:
+	// UnmarshalJSON fills it from the key order of each query's first row
+	// (osquery writes a row's keys in its SELECT's order) and MarshalJSON
+	// writes every row's keys in this order (see distributed.go). Queries
+	// without rows have none.
+	Columns map[string][]string `json:"-"`
 	// VigilWait, sent only by Vigil's long-polling agent, asks the server
 	// to hold the write open like a distributed/read once the results are
 	// recorded, and to answer with the next queries: one request per

@@ -104,7 +104,12 @@ func benchTouchHosts(b *testing.B, n int) {
 // A live query to 10,000 hosts: the campaign's creation, then every host
 // answering at once (as long-polling agents do), until the last answer
 // completes it.
-func BenchmarkLiveQueryState10k(b *testing.B) {
+func BenchmarkLiveQueryState10k(b *testing.B) { benchLiveQueryState(b, nil) }
+
+// The same with each answer's column order stored (columns_json).
+func BenchmarkLiveQueryState10kColumns(b *testing.B) { benchLiveQueryState(b, []string{"one"}) }
+
+func benchLiveQueryState(b *testing.B, columns []string) {
 	db := benchDB(b)
 	ctx := context.Background()
 	const n = 10_000
@@ -139,7 +144,7 @@ func BenchmarkLiveQueryState10k(b *testing.B) {
 		var completed atomic.Int32
 		for _, h := range hosts {
 			wg.Go(func() {
-				_, done, err := db.RecordResult(ctx, c.ID, h.HostID, Result{Status: StatusOK, Rows: []map[string]string{{"one": "1"}}})
+				_, done, err := db.RecordResult(ctx, c.ID, h.HostID, Result{Status: StatusOK, Rows: []map[string]string{{"one": "1"}}, Columns: columns})
 				if err != nil {
 					b.Error(err)
 				}

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/osquery"
 )
 
 // Per-host statuses of a live-query campaign. pending: waiting for the
@@ -35,13 +37,57 @@ func FinalStatus(s string) bool {
 
 // CampaignHost is one target host of a campaign.
 type CampaignHost struct {
-	HostID    string              `json:"host_id"`
-	Hostname  string              `json:"hostname"`
-	Status    string              `json:"status"`
-	Error     string              `json:"error,omitempty"`
-	RowCount  int                 `json:"row_count"`
+	HostID   string `json:"host_id"`
+	Hostname string `json:"hostname"`
+	Status   string `json:"status"`
+	Error    string `json:"error,omitempty"`
+	RowCount int    `json:"row_count"`
+	// Columns is the order of the rows' columns (the SELECT's, as the
+	// host sent them), when known; rows marshal with their keys in it.
+	Columns   []string            `json:"columns,omitempty"`
 	Rows      []map[string]string `json:"rows,omitempty"`
 	UpdatedAt time.Time           `json:"updated_at"`
+}
+
+// MarshalJSON writes the host as its fields' tags say, with each row's
+// keys in Columns' order (then any other key, sorted). It writes the
+// bytes itself, escaped as encoding/json would: a campaign to 10,000
+// hosts is 10,000 of them.
+func (h CampaignHost) MarshalJSON() ([]byte, error) {
+	t, err := h.UpdatedAt.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 160)
+	b = append(b, `{"host_id":`...)
+	b = osquery.AppendString(b, h.HostID)
+	b = append(b, `,"hostname":`...)
+	b = osquery.AppendString(b, h.Hostname)
+	b = append(b, `,"status":`...)
+	b = osquery.AppendString(b, h.Status)
+	if h.Error != "" {
+		b = append(b, `,"error":`...)
+		b = osquery.AppendString(b, h.Error)
+	}
+	b = append(b, `,"row_count":`...)
+	b = strconv.AppendInt(b, int64(h.RowCount), 10)
+	if len(h.Columns) > 0 {
+		b = append(b, `,"columns":[`...)
+		for i, c := range h.Columns {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = osquery.AppendString(b, c)
+		}
+		b = append(b, ']')
+	}
+	if len(h.Rows) > 0 {
+		b = append(b, `,"rows":`...)
+		b = osquery.AppendRows(b, h.Rows, h.Columns)
+	}
+	b = append(b, `,"updated_at":`...)
+	b = append(b, t...)
+	return append(b, '}'), nil
 }
 
 // Summary counts a campaign's hosts by status.
@@ -214,7 +260,10 @@ type Result struct {
 	Status string // StatusOK or StatusError
 	Error  string
 	Rows   []map[string]string
-	Time   time.Time
+	// Columns is the rows' column order, when the host's answer gave one
+	// (osquery.DistributedWriteRequest.Columns); stored with the rows.
+	Columns []string
+	Time    time.Time
 }
 
 // RecordResult stores a host's answer if the host is a target of the
@@ -231,19 +280,25 @@ func (db *DB) RecordResult(ctx context.Context, campaignID, hostID string, r Res
 	if r.Time.IsZero() {
 		r.Time = db.now()
 	}
-	var rowsJSON any // NULL for errors
+	var rowsJSON, columnsJSON any // NULL for errors, and for no column order
 	if r.Status == StatusOK {
 		rows := r.Rows
 		if rows == nil {
 			rows = []map[string]string{}
 		}
-		b, err := json.Marshal(rows)
-		if err != nil {
-			return false, false, fmt.Errorf("state: encoding rows: %w", err)
+		// In column order: the stored JSON reads in the SELECT's order too.
+		rowsJSON = string(osquery.AppendRows(nil, rows, r.Columns))
+		if len(r.Columns) > 0 {
+			b, err := json.Marshal(r.Columns)
+			if err != nil {
+				return false, false, fmt.Errorf("state: encoding columns: %w", err)
+			}
+			columnsJSON = string(b)
 		}
-		rowsJSON = string(b)
+	} else {
+		r.Columns = nil
 	}
-	q := &resultReq{campaignID: campaignID, hostID: hostID, r: r, rowsJSON: rowsJSON}
+	q := &resultReq{campaignID: campaignID, hostID: hostID, r: r, rowsJSON: rowsJSON, columnsJSON: columnsJSON}
 	if err := db.submitResult(ctx, q); err != nil {
 		return false, false, fmt.Errorf("state: recording result of %q for campaign %q: %w", hostID, campaignID, err)
 	}
@@ -403,7 +458,7 @@ func (db *DB) GetCampaign(ctx context.Context, id string) (Campaign, error) {
 	if err != nil {
 		return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT host_id, hostname, status, error, rows_json, row_count, updated_at
+	rows, err := db.r.QueryContext(ctx, `SELECT host_id, hostname, status, error, rows_json, columns_json, row_count, updated_at
 		FROM campaign_hosts WHERE campaign_id = ? ORDER BY updated_at, hostname, host_id`, id)
 	if err != nil {
 		return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
@@ -411,19 +466,14 @@ func (db *DB) GetCampaign(ctx context.Context, id string) (Campaign, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var h CampaignHost
-		var rj sql.NullString
+		var rj, cj sql.NullString
 		var updated int64
-		if err := rows.Scan(&h.HostID, &h.Hostname, &h.Status, &h.Error, &rj, &h.RowCount, &updated); err != nil {
+		if err := rows.Scan(&h.HostID, &h.Hostname, &h.Status, &h.Error, &rj, &cj, &h.RowCount, &updated); err != nil {
 			return Campaign{}, fmt.Errorf("state: reading campaign %q: %w", id, err)
 		}
 		h.UpdatedAt = fromTS(updated)
-		if rj.Valid {
-			if err := json.Unmarshal([]byte(rj.String), &h.Rows); err != nil {
-				return Campaign{}, fmt.Errorf("state: campaign %q host %q: decoding rows: %w", id, h.HostID, err)
-			}
-			if h.Rows == nil {
-				h.Rows = []map[string]string{}
-			}
+		if err := decodeHostRows(&h, rj, cj); err != nil {
+			return Campaign{}, fmt.Errorf("state: campaign %q host %q: %w", id, h.HostID, err)
 		}
 		c.Summary.add(h.Status)
 		c.Hosts = append(c.Hosts, h)
@@ -442,11 +492,11 @@ func (db *DB) CampaignSummary(ctx context.Context, id string) (Summary, error) {
 // CampaignHost returns one target host of a campaign with its rows.
 func (db *DB) CampaignHost(ctx context.Context, campaignID, hostID string) (CampaignHost, error) {
 	var h CampaignHost
-	var rj sql.NullString
+	var rj, cj sql.NullString
 	var updated int64
-	err := db.r.QueryRowContext(ctx, `SELECT host_id, hostname, status, error, rows_json, row_count, updated_at
+	err := db.r.QueryRowContext(ctx, `SELECT host_id, hostname, status, error, rows_json, columns_json, row_count, updated_at
 		FROM campaign_hosts WHERE campaign_id = ? AND host_id = ?`, campaignID, hostID).
-		Scan(&h.HostID, &h.Hostname, &h.Status, &h.Error, &rj, &h.RowCount, &updated)
+		Scan(&h.HostID, &h.Hostname, &h.Status, &h.Error, &rj, &cj, &h.RowCount, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return CampaignHost{}, fmt.Errorf("state: host %q of campaign %q: %w", hostID, campaignID, vigil.ErrNotFound)
 	}
@@ -454,13 +504,28 @@ func (db *DB) CampaignHost(ctx context.Context, campaignID, hostID string) (Camp
 		return CampaignHost{}, fmt.Errorf("state: reading host %q of campaign %q: %w", hostID, campaignID, err)
 	}
 	h.UpdatedAt = fromTS(updated)
+	if err := decodeHostRows(&h, rj, cj); err != nil {
+		return CampaignHost{}, fmt.Errorf("state: campaign %q host %q: %w", campaignID, hostID, err)
+	}
+	return h, nil
+}
+
+// decodeHostRows reads a host's stored rows and column order (both NULL
+// for an error or no answer yet; columns NULL for answers stored before
+// column order was kept, or without rows).
+func decodeHostRows(h *CampaignHost, rj, cj sql.NullString) error {
 	if rj.Valid {
 		if err := json.Unmarshal([]byte(rj.String), &h.Rows); err != nil {
-			return CampaignHost{}, fmt.Errorf("state: campaign %q host %q: decoding rows: %w", campaignID, hostID, err)
+			return fmt.Errorf("decoding rows: %w", err)
 		}
 		if h.Rows == nil {
 			h.Rows = []map[string]string{}
 		}
 	}
-	return h, nil
+	if cj.Valid {
+		if err := json.Unmarshal([]byte(cj.String), &h.Columns); err != nil {
+			return fmt.Errorf("decoding columns: %w", err)
+		}
+	}
+	return nil
 }

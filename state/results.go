@@ -20,6 +20,7 @@ type resultReq struct {
 	campaignID, hostID string
 	r                  Result
 	rowsJSON           any // NULL for errors
+	columnsJSON        any // NULL without column order
 	recorded           bool
 	completed          bool
 	err                error
@@ -85,7 +86,7 @@ func (db *DB) resultLoop() {
 // recordResultSQL updates one host's row by primary key; whether its
 // campaign is still open is checked once per campaign and batch, inside
 // the same transaction (where the campaign row is locked).
-const recordResultSQL = `UPDATE campaign_hosts SET status = ?, error = ?, rows_json = ?, row_count = ?, updated_at = ?
+const recordResultSQL = `UPDATE campaign_hosts SET status = ?, error = ?, rows_json = ?, columns_json = ?, row_count = ?, updated_at = ?
 	WHERE campaign_id = ? AND host_id = ? AND status IN (?, ?)`
 
 func (db *DB) resultBatch(batch []*resultReq) {
@@ -147,7 +148,7 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 			if !open[q.campaignID] {
 				continue
 			}
-			res, err := stmt.ExecContext(ctx, q.r.Status, q.r.Error, q.rowsJSON, len(q.r.Rows), ts(q.r.Time),
+			res, err := stmt.ExecContext(ctx, q.r.Status, q.r.Error, q.rowsJSON, q.columnsJSON, len(q.r.Rows), ts(q.r.Time),
 				q.campaignID, q.hostID, StatusPending, StatusSent)
 			if err != nil {
 				return err

@@ -457,4 +457,7 @@ CREATE INDEX campaign_hosts_by_status ON campaign_hosts (campaign_id, status);
 `},
 	{5, "alert lifecycle: dedupe, suppressions, dead letters", lifecycleDDL}, // state/lifecycle.go
 	{6, "alert list indexes", alertListIndexes},                              // state/alerts.go
+	{7, "campaign result column order", `
+ALTER TABLE campaign_hosts ADD COLUMN columns_json TEXT;
+`},
 }

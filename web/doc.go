@@ -19,7 +19,7 @@
 //	          GET  /api/v1/alerts?status=&host=&rule=&limit=&before=   {"alerts":[alert + "match_count","last_match_at"],"next_before"},
 //	                                                 newest first; a full page's next_before is the ?before= of the next
 //	          GET  /api/v1/queries?limit=            {"queries":[campaign summaries]}
-//	          GET  /api/v1/queries/{id}              campaign with per-host status and rows
+//	          GET  /api/v1/queries/{id}              campaign with per-host status, "columns" and rows (keys in column order)
 //	          GET  /api/v1/queries/{id}/stream       text/event-stream: result, status, done
 //	          GET  /api/v1/carves                    {"carves":[...]}
 //	          GET  /api/v1/config                    fleet configuration and version
@@ -52,8 +52,9 @@
 //	          POST /api/v1/dead-letters/{id}/redeliver   send once more -> {"ok","output"} and delete it, or 502 and keep it (audited)
 //
 // The stream of a live query replays what already happened, then sends
-// events as hosts answer: "result" {"host_id","hostname","rows"} for a
-// host that succeeded, "status" {"host_id","hostname","status","error"}
+// events as hosts answer: "result" {"host_id","hostname","columns","rows"}
+// for a host that succeeded (columns: the SELECT's column order, when the
+// host's answer gave it; each row's keys come in that order), "status" {"host_id","hostname","status","error"}
 // once per host (ok, error, offline, timeout), and finally "done"
 // {"total","ok","error","timeout","offline"}. Hosts offline when the query
 // starts (no check-in within control.Options.OfflineAfter) are reported

@@ -10,15 +10,19 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil/control"
+	"github.com/vigilhq/vigil/osquery"
 	"github.com/vigilhq/vigil/state"
 )
 
 // Server-sent event payloads of GET /api/v1/queries/{id}/stream.
 type (
-	// ResultData is the data of a "result" event.
+	// ResultData is the data of a "result" event. Columns is the rows'
+	// column order (the SELECT's) when the host's answer gave one; each
+	// row's keys are written in that order too.
 	ResultData struct {
 		HostID   string              `json:"host_id"`
 		Hostname string              `json:"hostname"`
+		Columns  []string            `json:"columns,omitempty"`
 		Rows     []map[string]string `json:"rows"`
 	}
 	// StatusData is the data of a "status" event.
@@ -37,6 +41,31 @@ type (
 		Offline int `json:"offline"`
 	}
 )
+
+// MarshalJSON writes the event data as its fields' tags say, with each
+// row's keys in Columns' order (then any other key, sorted). It writes
+// the bytes itself, compact and escaped as encoding/json would: one
+// result event per host is the bulk of a large campaign's stream.
+func (d ResultData) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"host_id":`...)
+	b = osquery.AppendString(b, d.HostID)
+	b = append(b, `,"hostname":`...)
+	b = osquery.AppendString(b, d.Hostname)
+	if len(d.Columns) > 0 {
+		b = append(b, `,"columns":[`...)
+		for i, c := range d.Columns {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = osquery.AppendString(b, c)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"rows":`...)
+	b = osquery.AppendRows(b, d.Rows, d.Columns)
+	return append(b, '}'), nil
+}
 
 // heartbeat keeps proxies from closing a quiet stream.
 const heartbeat = 15 * time.Second
@@ -81,7 +110,13 @@ func (a *API) streamQuery(w http.ResponseWriter, r *http.Request, _ state.Princi
 				return
 			}
 			name, data := sseData(ev)
-			b, err := json.Marshal(data)
+			var b []byte
+			var err error
+			if rd, ok := data.(ResultData); ok {
+				b, err = rd.MarshalJSON() // compact already: json.Marshal would scan it again
+			} else {
+				b, err = json.Marshal(data)
+			}
 			if err != nil {
 				a.logger.Error("encoding event", "err", err)
 				return
@@ -108,7 +143,7 @@ func sseData(ev control.CampaignEvent) (string, any) {
 		if rows == nil {
 			rows = []map[string]string{}
 		}
-		return ev.Type, ResultData{HostID: ev.HostID, Hostname: ev.Hostname, Rows: rows}
+		return ev.Type, ResultData{HostID: ev.HostID, Hostname: ev.Hostname, Columns: ev.Columns, Rows: rows}
 	case control.EventStatus:
 		return ev.Type, StatusData{HostID: ev.HostID, Hostname: ev.Hostname, Status: ev.Status, Error: ev.Error}
 	default:

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,117 @@ func TestStreamTimeout(t *testing.T) {
 	evs, _ := e.stream(started.ID, e.tokens[state.RoleAdmin], 10*time.Second)
 	if len(evs) != 2 || evs[0].name != "status" || !strings.Contains(evs[0].data, `"timeout"`) || !strings.Contains(evs[1].data, `"timeout":1`) {
 		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestStreamColumnOrder: a live query's rows reach the people API in the
+// SELECT's column order, not alphabetically: in the stream's result
+// events (live and replayed) and in the stored campaign.
+func TestStreamColumnOrder(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testStreamColumnOrder(t, newEnv(t, nil)) })
+	t.Run("postgres", func(t *testing.T) { testStreamColumnOrder(t, newEnvAt(t, pgtest.URL(t), nil)) })
+}
+
+func testStreamColumnOrder(t *testing.T, e *env) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := e.enroll("web-01", true)
+	a.columns = []string{"pid", "name", "cmdline"}
+	a.answer = func(string) ([]map[string]string, int, string) {
+		return []map[string]string{{"name": "sshd", "pid": "812", "cmdline": "sshd -D"}, {"name": "cron", "pid": "640", "cmdline": "cron -f"}}, 0, ""
+	}
+	go a.run(ctx)
+
+	var started QueryStarted
+	r := e.do("POST", "/api/v1/queries", e.tokens[state.RoleOperator], QueryRequest{SQL: "SELECT pid, name, cmdline FROM processes", All: true})
+	if r.status != 201 {
+		t.Fatalf("start: %d %s", r.status, r.body)
+	}
+	r.decode(t, &started)
+	const wantData = `{"host_id":"HOST","hostname":"web-01","columns":["pid","name","cmdline"],` +
+		`"rows":[{"pid":"812","name":"sshd","cmdline":"sshd -D"},{"pid":"640","name":"cron","cmdline":"cron -f"}]}`
+	want := strings.Replace(wantData, "HOST", a.host.ID, 1)
+	for _, pass := range []string{"live", "replay"} {
+		evs, _ := e.stream(started.ID, e.tokens[state.RoleViewer], 20*time.Second)
+		var results []string
+		for _, ev := range evs {
+			if ev.name == "result" {
+				results = append(results, ev.data)
+			}
+		}
+		if len(results) != 1 || results[0] != want {
+			t.Errorf("%s result events %q, want [%s]", pass, results, want)
+		}
+	}
+	r = e.do("GET", "/api/v1/queries/"+started.ID, e.tokens[state.RoleViewer], nil)
+	if !strings.Contains(string(r.body), `"columns":["pid","name","cmdline"],"rows":[{"pid":"812","name":"sshd","cmdline":"sshd -D"},`) {
+		t.Errorf("GET campaign: %s", r.body)
+	}
+}
+
+// BenchmarkResultEventJSON: encoding one host's result event of 10 rows
+// of 10 columns, as the stream does for each host, before (a map per row,
+// keys sorted) and after (keys in column order).
+func BenchmarkResultEventJSON(b *testing.B) {
+	cols := []string{"pid", "name", "path", "cmdline", "state", "uid", "gid", "parent", "start_time", "resident_size"}
+	rows := make([]map[string]string, 10)
+	for i := range rows {
+		rows[i] = map[string]string{}
+		for _, c := range cols {
+			rows[i][c] = fmt.Sprint(c, "-value-", i)
+		}
+	}
+	type oldResultData struct {
+		HostID   string              `json:"host_id"`
+		Hostname string              `json:"hostname"`
+		Rows     []map[string]string `json:"rows"`
+	}
+	b.Run("old", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(oldResultData{HostID: "0123456789abcdef", Hostname: "web-01", Rows: rows}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ordered", func(b *testing.B) { // as streamQuery encodes it
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := (ResultData{HostID: "0123456789abcdef", Hostname: "web-01", Columns: cols, Rows: rows}).MarshalJSON(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// ResultData writes itself as encoding/json would write it, except for the
+// order of each row's keys: same escaping, so with sorted columns the very
+// same bytes.
+func TestResultDataJSON(t *testing.T) {
+	type plain struct {
+		HostID   string              `json:"host_id"`
+		Hostname string              `json:"hostname"`
+		Columns  []string            `json:"columns,omitempty"`
+		Rows     []map[string]string `json:"rows"`
+	}
+	rows := []map[string]string{{"a<": "x&y", "b\u2028": "\u2028\xff", "c\"": "é\n"}, nil}
+	for _, d := range []ResultData{
+		{HostID: "h<1>", Hostname: "web\x01", Columns: []string{"a<", "b\u2028", "c\""}, Rows: rows},
+		{HostID: "h", Hostname: "w", Rows: rows},
+		{HostID: "h", Hostname: "w", Rows: []map[string]string{}},
+		{HostID: "h", Hostname: "w"},
+	} {
+		got, err := d.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(plain(d))
+		if string(got) != string(want) {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	}
+	d := ResultData{HostID: "h", Hostname: "w", Columns: []string{"pid", "name"}, Rows: []map[string]string{{"name": "init", "pid": "1"}}}
+	if got, _ := json.Marshal(d); string(got) != `{"host_id":"h","hostname":"w","columns":["pid","name"],"rows":[{"pid":"1","name":"init"}]}` {
+		t.Errorf("ordered: %s", got)
 	}
 }

@@ -135,6 +135,9 @@ type agent struct {
 	key    string
 	host   vigil.Host
 	answer func(sql string) (rows []map[string]string, status int, msg string)
+	// columns, when set, is sent as the rows' column order, as Vigil's
+	// agent does (osquery.DistributedWriteRequest.Columns).
+	columns []string
 }
 
 func (e *env) enroll(ident string, longPoll bool) *agent {
@@ -187,6 +190,12 @@ func (a *agent) run(ctx context.Context) {
 		for id, sql := range rr.Queries {
 			rows, st, msg := a.answer(sql)
 			wr.Queries[id], wr.Statuses[id] = rows, osquery.Int(st)
+			if a.columns != nil && len(rows) > 0 {
+				if wr.Columns == nil {
+					wr.Columns = map[string][]string{}
+				}
+				wr.Columns[id] = a.columns
+			}
 			if msg != "" {
 				wr.Messages[id] = msg
 			}

@@ -141,6 +141,9 @@ export async function queryPage(main, params) {
       statusEl.textContent = `Query ${started.id} sent to ${started.hosts.length} host(s); waiting for answers…`;
       await stream(`/api/v1/queries/${encodeURIComponent(started.id)}/stream`, (name, d) => {
         if (name === 'result') {
+          // The SELECT's column order when the server sends it (rows'
+          // keys come in that order too); Object.keys keeps it either way.
+          for (const k of d.columns || []) if (!columns.includes(k)) columns.push(k);
           for (const r of d.rows || []) {
             for (const k of Object.keys(r)) if (!columns.includes(k)) columns.push(k);
             rows.push(columns.map(c => (c === '_host' ? d.hostname : r[c])));
