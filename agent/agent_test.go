@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -384,6 +385,7 @@ func TestDistributedQueries(t *testing.T) {
 			srv.AddQuery("bad", "SELECT * FROM no_such_table", "")
 			srv.AddQuery("skipped", "SELECT 1", "SELECT 1 WHERE 0")
 			srv.AddQuery("discovered", "SELECT 2 AS two", "SELECT 1")
+			srv.AddQuery("ordered", "SELECT 2 AS b, 1 AS a, 3 AS c", "")
 			added := time.Now()
 			if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
 				t.Fatal("no distributed write")
@@ -402,6 +404,11 @@ func TestDistributedQueries(t *testing.T) {
 			}
 			if rows := w.Queries["discovered"]; len(rows) != 1 || rows[0]["two"] != "2" {
 				t.Errorf("discovered: %v", rows)
+			}
+			// The server decodes the write as sent: the row's keys in the
+			// SELECT's order, not sorted.
+			if cols := w.Columns["ordered"]; !slices.Equal(cols, []string{"b", "a", "c"}) {
+				t.Errorf("ordered: columns arrived as %v, want [b a c]", cols)
 			}
 			if longPoll {
 				if reads := srv.Reads(); reads[0].VigilWait != 2000 {
