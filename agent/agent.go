@@ -101,7 +101,9 @@ type Options struct {
 	EventBuffer  *event.Buffer
 	EventsMax    int
 	EventsExpiry time.Duration
-	// BufferedLogMax bounds each spool (osquery's buffered_log_max).
+	// BufferedLogMax bounds each spool (osquery's buffered_log_max): 0 means
+	// spool.DefaultMaxRecords, negative unbounded (the CLI and the config map
+	// osquery's 0, unlimited, to negative).
 	BufferedLogMax int
 	// WatchdogLevel -1 disables the watchdog, 1 is osquery's "restrictive"
 	// level (osquery's --watchdog_level); WatchdogMemoryLimit (MB, default
@@ -136,6 +138,9 @@ var _ table.EventSource = (*event.Buffer)(nil)
 // Agent is one running agent.
 type Agent struct {
 	opts Options
+	// rotateFailing holds the log files whose last rotation failed, so a
+	// failure is warned about once, and again only after a rotation worked.
+	rotateFailing sync.Map
 	// heldNext holds the queries a held distributed/write brought back:
 	// the next poll answers them without reading. Only distributedLoop
 	// uses it.

@@ -109,12 +109,7 @@ func (s *scheduler) checkpoint() {
 		return
 	}
 	b, _ := json.Marshal(eventCheckpoint{Time: s.a.opts.Now().UTC(), Undelivered: u})
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		s.a.baseLog.Warn("writing event checkpoint", "err", err)
-		return
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := replaceFile(path, b, 0o600, false); err != nil {
 		s.a.baseLog.Warn("writing event checkpoint", "err", err)
 		return
 	}

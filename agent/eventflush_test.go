@@ -1,11 +1,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +157,64 @@ func childEventAgent() {
 		buf.Add("process_events", map[string]string{"pid": itoa(i)})
 	}
 	select {}
+}
+
+// logBuffer collects an agent's log output (Options.Logger) for tests.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// TestEventCheckpointWrite: the checkpoint is written whole through the
+// shared temporary-file-and-rename helper, and a write that cannot complete
+// (the name is taken by a directory) warns and leaves no temporary file.
+func TestEventCheckpointWrite(t *testing.T) {
+	buf := event.NewBuffer(event.BufferOptions{})
+	var logs logBuffer
+	dir := t.TempDir()
+	a := configuredAgent(t, dir, map[string]any{
+		"schedule": map[string]any{"procs": map[string]any{"query": "SELECT pid FROM process_events", "interval": 3600}},
+	}, func(o *Options) { o.EventBuffer, o.Logger = buf, logs.logger() })
+	path := filepath.Join(a.opts.DataDir, checkpointFile)
+
+	for i := 0; i < 3; i++ {
+		buf.Add("process_events", map[string]string{"pid": itoa(i)})
+	}
+	a.sched.checkpoint()
+	b, err := os.ReadFile(path)
+	must(t, err)
+	var cp eventCheckpoint
+	must(t, json.Unmarshal(b, &cp))
+	if cp.Undelivered["process_events"] != 3 {
+		t.Errorf("checkpoint %s, want 3 undelivered process_events rows", b)
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary file left after a checkpoint: %v", err)
+	}
+
+	// The name taken by a non-empty directory: the rename fails.
+	must(t, os.Remove(path))
+	must(t, os.MkdirAll(filepath.Join(path, "x"), 0o700))
+	buf.Add("process_events", map[string]string{"pid": "3"})
+	a.sched.checkpoint()
+	if !strings.Contains(logs.String(), "writing event checkpoint") {
+		t.Errorf("no warning for a checkpoint that could not be written:\n%s", logs.String())
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary file left after a failed checkpoint: %v", err)
+	}
 }

@@ -61,22 +61,27 @@ func TestFilesystemLoggerRotates(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	log := filepath.Join(dir, "log", "osqueryd.snapshots.log")
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(log + ".3"); err == nil {
-			time.Sleep(2500 * time.Millisecond) // two more rotations: the oldest go
-			break
+	// Wait for the oldest kept file (.3) to exist, then for its content to
+	// change twice: two more rotations, each of which had to delete the
+	// oldest file. Each snapshot line carries its run's unixTime, so the
+	// content of each generation differs.
+	read := func() string { b, _ := os.ReadFile(log + ".3"); return string(b) }
+	var seen []string
+	for deadline := time.Now().Add(60 * time.Second); len(seen) < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("%s.3 changed only %d times within 60 s (contents %q)", filepath.Base(log), max(len(seen)-1, 0), seen)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if c := read(); c != "" && (len(seen) == 0 || c != seen[len(seen)-1]) {
+			seen = append(seen, c)
+		}
 	}
 	cancel()
 	must(t, <-done)
 	files, _ := filepath.Glob(log + "*")
-	if len(files) < 4 {
-		t.Fatalf("snapshot log files %v: three rotations did not happen within 30 s", files)
-	}
-	if len(files) > keep+1 {
-		t.Errorf("%d files, want at most %d rotated plus the current one", len(files), keep)
+	if len(files) != keep+1 {
+		t.Errorf("snapshot log files %v: want exactly %d rotated plus the current one", files, keep)
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -93,5 +98,58 @@ func TestFilesystemLoggerRotates(t *testing.T) {
 				t.Errorf("%s: unexpected line %q", filepath.Base(f), l)
 			}
 		}
+	}
+}
+
+// TestFilesystemLoggerRotationFails: a rotation that cannot happen (a
+// non-empty directory holds the rotated name, which stops root too) does
+// not stop the filesystem logger: lines keep going to the current file and
+// leave the spool, and the failure is warned about once, not every period.
+func TestFilesystemLoggerRotationFails(t *testing.T) {
+	var logs logBuffer
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	a := configuredAgent(t, dir, map[string]any{
+		"schedule": map[string]any{"q": map[string]any{"query": "SELECT 1 AS one", "interval": 3600}},
+	}, func(o *Options) {
+		o.LoggerPath, o.LoggerRotate, o.LoggerRotateSize, o.LoggerRotateMaxFiles = logDir, true, 10, 1
+		o.Logger = logs.logger()
+	})
+	snaps := filepath.Join(logDir, "osqueryd.snapshots.log")
+	must(t, os.MkdirAll(filepath.Join(snaps+".1", "in-the-way"), 0o700))
+	var want strings.Builder
+	for period := 0; period < 3; period++ {
+		for i := 0; i < 4; i++ {
+			line := fmt.Sprintf(`{"name":"q","action":"snapshot","period":%d,"i":%d}`, period, i)
+			want.WriteString(line + "\n")
+			_, err := a.results.Append([]byte(line))
+			must(t, err)
+		}
+		if err := a.writeFiles(); err != nil {
+			t.Fatalf("period %d: filesystem logger stopped: %v", period, err)
+		}
+		if n := a.results.Len(); n != 0 {
+			t.Fatalf("period %d: %d result lines left in the spool", period, n)
+		}
+	}
+	b, err := os.ReadFile(snaps)
+	must(t, err)
+	if string(b) != want.String() {
+		t.Errorf("%s =\n%s\nwant every line, in order:\n%s", filepath.Base(snaps), b, want.String())
+	}
+	if n := strings.Count(logs.String(), "rotation failed"); n != 1 {
+		t.Errorf("%d rotation warnings, want 1:\n%s", n, logs.String())
+	}
+
+	// Once the name is free, rotation works again.
+	must(t, os.RemoveAll(snaps+".1"))
+	_, err = a.results.Append([]byte(`{"name":"q","action":"snapshot","after":1}`))
+	must(t, err)
+	must(t, a.writeFiles())
+	if r, err := os.ReadFile(snaps + ".1"); err != nil || string(r) != want.String() {
+		t.Errorf("after freeing the name: %s.1 = %q (%v), want the old file", filepath.Base(snaps), r, err)
+	}
+	if c, _ := os.ReadFile(snaps); string(c) != `{"name":"q","action":"snapshot","after":1}`+"\n" {
+		t.Errorf("after the rotation: current file %q", c)
 	}
 }

@@ -139,13 +139,22 @@ func newUUID() string {
 // writeFileAtomic writes data to path through a synced temporary file and a
 // rename, so that a crash leaves the old or the new content, never a mix.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return replaceFile(path, data, perm, true)
+}
+
+// replaceFile writes data to a temporary file next to path and renames it
+// over path, so that readers see the old or the new content, never a mix.
+// With sync the data is fsynced before the rename (crash-safe); without,
+// a crash may leave an empty or old file, for data that is cheap to lose.
+// The temporary file is removed on failure.
+func replaceFile(path string, data []byte, perm os.FileMode, sync bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -7,18 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilhq/vigil/agent/spool"
 	"github.com/vigilhq/vigil/osquery"
 )
 
 // TestScheduledResultBounded: a scheduled query generating millions of
-// rows stops at distributed_max_result_bytes (the config's option, here 1
+// rows stops at schedule_max_result_bytes (the config's option, here 1
 // MiB): memory stays bounded, nothing is logged for the run, the refusal
 // is counted (vigil_event_drops, status line) and a smaller query next to
 // it still logs.
 func TestScheduledResultBounded(t *testing.T) {
 	const huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 5000000) SELECT x, 'some padding to make rows wider' AS pad FROM c"
 	a := configuredAgent(t, t.TempDir(), map[string]any{
-		"options": map[string]any{"distributed_max_result_bytes": 1 << 20},
+		"options": map[string]any{"schedule_max_result_bytes": 1 << 20},
 		"schedule": map[string]any{
 			"huge":  map[string]any{"query": huge, "interval": 60},
 			"small": map[string]any{"query": "SELECT 1 AS one", "interval": 60},
@@ -48,7 +49,7 @@ func TestScheduledResultBounded(t *testing.T) {
 		t.Errorf("vigil_event_drops schedule = %v", res.Rows)
 	}
 	msg := statusMessages(t, a.status)
-	if !strings.Contains(msg, "over distributed_max_result_bytes") || !strings.Contains(msg, "name=huge") || !strings.Contains(msg, "max=1048576") {
+	if !strings.Contains(msg, "over schedule_max_result_bytes") || !strings.Contains(msg, "name=huge") || !strings.Contains(msg, "max=1048576") {
 		t.Errorf("no status line for the refused result: %s", msg)
 	}
 	if c, _ := a.eventCounters(); !strings.Contains(c, "schedule lines=0 dropped=0 too_large=1") {
@@ -66,16 +67,37 @@ func TestStatusLineDurableWhenLogged(t *testing.T) {
 	if after.Appended != before.Appended+1 {
 		t.Fatalf("status lines appended %d → %d", before.Appended, after.Appended)
 	}
-	if n := a.status.Unsynced(); n != 0 {
-		t.Fatalf("%d status lines not yet on disk after the log call returned", n)
-	}
+	assertSynced(t, a.status, "status line after the log call returned")
 	if after.Syncs <= before.Syncs {
 		t.Fatalf("no fsync for the status line (syncs %d → %d)", before.Syncs, after.Syncs)
 	}
 	a.statusLine(0, "counters")
-	if n := a.status.Unsynced(); n != 0 {
-		t.Fatalf("%d counter status lines not on disk", n)
+	assertSynced(t, a.status, "counter status line")
+	// The check can fail: a record appended without a Sync is not synced.
+	_, err := a.status.Append([]byte(`{"raw":1}`))
+	must(t, err)
+	if synced(t, a.status) {
+		t.Fatal("synced() reports a record appended without Sync as on disk")
 	}
+}
+
+// assertSynced fails unless every record appended to sp is already on
+// disk (see synced).
+func assertSynced(t *testing.T, sp *spool.Spool, what string) {
+	t.Helper()
+	if !synced(t, sp) {
+		t.Fatalf("%s not on disk yet when the call returned", what)
+	}
+}
+
+// synced reports whether every record appended to sp was on disk: if so a
+// Sync has nothing to do and does not fsync (Stats.Syncs stays). Nothing
+// else syncs sp meanwhile (the agent is not running).
+func synced(t *testing.T, sp *spool.Spool) bool {
+	t.Helper()
+	before := sp.Stats().Syncs
+	must(t, sp.Sync())
+	return sp.Stats().Syncs == before
 }
 
 // TestConfigOptionsApplied: buffered_log_max and the watchdog_* options of

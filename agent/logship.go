@@ -85,12 +85,6 @@ func (a *Agent) maxResultBytes() int {
 	return DefaultDistributedMaxResultBytes
 }
 
-// scheduledMaxBytes bounds a scheduled query's result as a distributed
-// query's (maxResultBytes, distributed_max_result_bytes): reading stops
-// there, so memory stays bounded whatever the query. Lines of the result
-// over logger_tls_max_linesize are then dropped one by one (spoolResults).
-func (a *Agent) scheduledMaxBytes() int { return a.maxResultBytes() }
-
 // shipOnce sends everything spooled (results first, then status), in
 // batches of at most logger_tls_max_lines.
 func (a *Agent) shipOnce(ctx context.Context) error {
@@ -184,9 +178,7 @@ func (a *Agent) writeFiles() error {
 				if f == nil {
 					path := filepath.Join(a.opts.LoggerPath, name)
 					if a.opts.LoggerRotate {
-						if werr = rotateLog(path, a.opts.LoggerRotateSize, a.opts.LoggerRotateMaxFiles); werr != nil {
-							break
-						}
+						a.rotateOrWarn(path)
 					}
 					f, werr = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 					if werr != nil {
@@ -213,4 +205,19 @@ func (a *Agent) writeFiles() error {
 		}
 	}
 	return nil
+}
+
+// rotateOrWarn rotates path if due. A rotation that fails (a name in the
+// way, a permission) must not stop the logger: lines keep being appended to
+// the current file, which then grows past the size until a rotation works.
+func (a *Agent) rotateOrWarn(path string) {
+	if err := rotateLog(path, a.opts.LoggerRotateSize, a.opts.LoggerRotateMaxFiles); err != nil {
+		if _, warned := a.rotateFailing.LoadOrStore(path, struct{}{}); !warned {
+			a.baseLog.Warn("filesystem logger: rotation failed; appending to the current file", "path", path, "err", err)
+		}
+		return
+	}
+	if _, was := a.rotateFailing.LoadAndDelete(path); was {
+		a.baseLog.Info("filesystem logger: rotation works again", "path", path)
+	}
 }

@@ -28,12 +28,12 @@ var unsupportedOptions = map[string]string{
 // honour, naming it.
 func (a *Agent) applyOptions(c *agentConfig) {
 	if n, ok := c.intOption("buffered_log_max"); ok {
-		max := int(n)
-		if max <= 0 {
-			max = a.opts.BufferedLogMax // osquery: 0 means its default
+		if max, ok := bufferedLogMax(n); ok {
+			a.results.SetMaxRecords(max)
+			a.status.SetMaxRecords(max)
+		} else {
+			a.log.Warn("config option buffered_log_max is ignored: it must be 0 (unlimited) or positive", "option", "buffered_log_max", "value", n)
 		}
-		a.results.SetMaxRecords(max)
-		a.status.SetMaxRecords(max)
 	}
 	a.applyEventLimits(c)
 	var ignored []string
@@ -46,6 +46,19 @@ func (a *Agent) applyOptions(c *agentConfig) {
 	for _, name := range ignored {
 		a.log.Warn("config option "+name+" is ignored: "+unsupportedOptions[name], "option", name)
 	}
+}
+
+// bufferedLogMax turns osquery's buffered_log_max into a spool bound:
+// osquery's 0 means unlimited (the spool's negative), a positive value is
+// kept, and a negative one is invalid (osquery's flag is unsigned).
+func bufferedLogMax(n int64) (int, bool) {
+	switch {
+	case n == 0:
+		return -1, true
+	case n < 0:
+		return 0, false
+	}
+	return int(min(n, math.MaxInt32)), true
 }
 
 // watchdogDisabled reports the config's disable_watchdog option.

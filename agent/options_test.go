@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigilhq/vigil/agent/spool"
 )
 
 // TestConfigEventLimits: the config's events_max and events_expiry change
@@ -97,4 +99,50 @@ func writeConfig(t *testing.T, dir string, config map[string]any) {
 	b, err := json.Marshal(config)
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(dir, "c.json"), b, 0o600))
+}
+
+// TestConfigBufferedLogMaxZeroUnlimited: the config's buffered_log_max 0
+// means unlimited, as in osquery's docs (cli-flags), not the start value;
+// a positive value bounds both spools and a negative one is refused with a
+// warning, leaving the bound in force.
+func TestConfigBufferedLogMaxZeroUnlimited(t *testing.T) {
+	dir := t.TempDir()
+	sched := map[string]any{"q": map[string]any{"query": "SELECT 1 AS one", "interval": 60}}
+	a := configuredAgent(t, dir, map[string]any{
+		"options":  map[string]any{"buffered_log_max": 0},
+		"schedule": sched,
+	}, func(o *Options) { o.BufferedLogMax = 5 })
+	fill := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			_, err := a.results.Append([]byte(`{"i":` + itoa(i) + `}`))
+			must(t, err)
+			_, err = a.status.Append([]byte(`{"s":` + itoa(i) + `}`))
+			must(t, err)
+		}
+	}
+	fill(20)
+	for name, sp := range map[string]*spool.Spool{"result": a.results, "status": a.status} {
+		if st := sp.Stats(); st.Dropped != 0 || st.Pending < 20 {
+			t.Errorf("buffered_log_max 0: %s spool pending %d dropped %d, want all 20+ kept (unlimited)", name, st.Pending, st.Dropped)
+		}
+	}
+
+	writeConfig(t, dir, map[string]any{"options": map[string]any{"buffered_log_max": "3"}, "schedule": sched})
+	must(t, a.loadConfig(context.Background()))
+	for name, sp := range map[string]*spool.Spool{"result": a.results, "status": a.status} {
+		if st := sp.Stats(); st.Pending != 3 {
+			t.Errorf("buffered_log_max 3: %s spool pending %d, want 3", name, st.Pending)
+		}
+	}
+
+	writeConfig(t, dir, map[string]any{"options": map[string]any{"buffered_log_max": -1}, "schedule": sched})
+	must(t, a.loadConfig(context.Background()))
+	if msg := statusMessages(t, a.status); !strings.Contains(msg, "buffered_log_max is ignored") {
+		t.Errorf("no warning for buffered_log_max -1: %s", msg)
+	}
+	fill(10)
+	if st := a.results.Stats(); st.Pending != 3 {
+		t.Errorf("buffered_log_max -1: result spool pending %d, want the previous bound 3", st.Pending)
+	}
 }

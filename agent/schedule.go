@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -80,29 +81,13 @@ func newScheduler(a *Agent) *scheduler {
 func (s *scheduler) setConfig(ctx context.Context, c *agentConfig) {
 	discovery := map[string]bool{} // discovery SQL -> passed
 	var qs []*schedQuery
+	persisted := make([]time.Time, 0, len(c.Queries)) // denylisted until, from denylist.json
 	now := s.a.opts.Now()
-	s.mu.Lock()
-	old := map[string]*schedQuery{}
-	for _, sq := range s.queries {
-		old[sq.q.Name] = sq
-	}
-	s.mu.Unlock()
 	for _, q := range c.Queries {
 		sq := &schedQuery{q: q, next: now}
-		if o := old[q.Name]; o != nil && o.q.SQL == q.SQL {
-			sq.stats, sq.deniedUntil = o.stats, o.deniedUntil
-			sq.state, sq.loaded = o.state, o.loaded
-			sq.next = o.next
-			if q.Interval < o.q.Interval && now.Add(q.Interval).Before(sq.next) {
-				sq.next = now.Add(q.Interval)
-			}
-		}
-		sq.stats.Name, sq.stats.Query, sq.stats.Interval = q.Name, q.SQL, int(q.Interval/time.Second)
 		sq.skip = s.skipReason(q)
 		sq.evTabs, sq.eventOnly = s.queryTables(q.SQL)
-		if u := s.denied.until(q.Name, q.SQL, now); u.After(sq.deniedUntil) {
-			sq.deniedUntil = u
-		}
+		persisted = append(persisted, s.denied.until(q.Name, q.SQL, now))
 		for _, d := range q.Discovery {
 			ok, seen := discovery[d]
 			if !seen {
@@ -132,6 +117,37 @@ func (s *scheduler) setConfig(ctx context.Context, c *agentConfig) {
 		}
 	}
 	s.mu.Lock()
+	// The run state is copied here, under the lock and at the moment the
+	// new schedule is installed: the scheduler (stats, state) and the
+	// watchdog (deniedUntil) write it under the same lock, and an update
+	// to an old entry after this point reaches the new one too (update).
+	old := make(map[string]*schedQuery, len(s.queries))
+	for _, sq := range s.queries {
+		old[sq.q.Name] = sq
+	}
+	keep := make(map[string]bool, len(qs))
+	for i, sq := range qs {
+		q := sq.q
+		keep[q.Name] = true
+		if o := old[q.Name]; o != nil && o.q.SQL == q.SQL {
+			sq.stats, sq.deniedUntil = o.stats, o.deniedUntil
+			sq.state, sq.loaded = o.state, o.loaded
+			sq.next = o.next
+			if q.Interval < o.q.Interval && now.Add(q.Interval).Before(sq.next) {
+				sq.next = now.Add(q.Interval)
+			}
+		}
+		sq.stats.Name, sq.stats.Query, sq.stats.Interval = q.Name, q.SQL, int(q.Interval/time.Second)
+		if persisted[i].After(sq.deniedUntil) {
+			sq.deniedUntil = persisted[i]
+		}
+	}
+	// Event rows a removed query was not given no longer wait for it.
+	for name := range s.delivered {
+		if !keep[name] {
+			delete(s.delivered, name)
+		}
+	}
 	s.queries = qs
 	s.loadDec, s.intDec, s.intDecAt = loadDec, intDec, map[string]time.Time{}
 	for iv := range intDec {
@@ -141,6 +157,20 @@ func (s *scheduler) setConfig(ctx context.Context, c *agentConfig) {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// update applies f, under s.mu, to sq and to the entry of the current
+// schedule that replaced it (same name and SQL) if a config reload did: a
+// run or a watchdog trip of the old entry must not be lost.
+func (s *scheduler) update(sq *schedQuery, f func(*schedQuery)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(sq)
+	for _, cur := range s.queries {
+		if cur != sq && cur.q.Name == sq.q.Name && cur.q.SQL == sq.q.SQL {
+			f(cur)
+		}
 	}
 }
 
@@ -260,10 +290,11 @@ func (s *scheduler) runDue(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.mu.Lock()
-		sq.next = now.Add(sq.q.Interval)
-		denied := sq.deniedUntil.After(now)
-		s.mu.Unlock()
+		var denied bool
+		s.update(sq, func(e *schedQuery) {
+			e.next = now.Add(e.q.Interval)
+			denied = denied || e.deniedUntil.After(now)
+		})
 		if denied {
 			continue
 		}
@@ -339,12 +370,41 @@ func (s *scheduler) mayDeny(sq *schedQuery, l wdLimits) bool {
 
 // deny denylists sq until the given time and persists it.
 func (s *scheduler) deny(sq *schedQuery, until time.Time, reason string) {
-	s.mu.Lock()
-	sq.deniedUntil = until
-	s.mu.Unlock()
+	s.update(sq, func(q *schedQuery) { q.deniedUntil = until })
 	if err := s.denied.add(sq.q.Name, sq.q.SQL, until, reason, s.a.opts.Now()); err != nil {
 		s.a.log.Warn("watchdog: persisting the denylist failed; it lasts until the agent restarts", "err", err)
 	}
+}
+
+// MinScheduleMaxResultBytes is the least default bound on a scheduled
+// query's result (see scheduleMaxResultBytes).
+const MinScheduleMaxResultBytes = 64 << 20
+
+// scheduleMaxResultBytes bounds a scheduled query's result, in bytes of
+// JSON as table.WithMaxResultBytes counts them (0 = no bound). osquery has
+// no such bound: its watchdog's memory limit stops a query that holds too
+// much, and so does the agent's (every check interval during the run, and
+// at its end). This bound is the backstop for a query that grows faster
+// than the checks: half the watchdog memory limit, at least
+// MinScheduleMaxResultBytes, so that even the restrictive level (100 MB)
+// logs a full deb_package_files (~15.5 MB). Rows held as Go maps take from
+// about their JSON size (wide rows) to 4-7 times it (narrow rows), so a
+// result near the bound has usually put the agent over the memory limit
+// already and the watchdog, not this bound, decides. With the watchdog
+// disabled there is no bound, as in osquery. The config's
+// schedule_max_result_bytes (a Vigil option; osquery has none) sets it
+// explicitly. It is separate from distributed_max_result_bytes, which
+// bounds one distributed/write body (8 MiB), far below what a scheduled
+// inventory may legitimately return.
+func (a *Agent) scheduleMaxResultBytes() int {
+	if n, ok := a.currentConfig().intOption("schedule_max_result_bytes"); ok && n > 0 {
+		return int(min(n, math.MaxInt))
+	}
+	l := a.watchdogLimits()
+	if !l.enabled {
+		return 0
+	}
+	return int(min(max(MinScheduleMaxResultBytes, l.memBytes/2), math.MaxInt))
 }
 
 // onThread runs f on a goroutine locked to its OS thread, so that the
@@ -363,7 +423,7 @@ func onThread(f func()) {
 // runQuery runs one scheduled query, spools its result lines durably, then
 // saves its state: a crash in between re-sends rather than loses. The query
 // runs on its own OS thread, measured by the watchdog, and its result is
-// bounded like a distributed query's (scheduledMaxBytes).
+// bounded (scheduleMaxResultBytes).
 func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 	q := sq.q
 	s.mu.Lock()
@@ -380,7 +440,7 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 	if kind == kindEvent {
 		before = s.addedCounts()
 	}
-	maxBytes := s.a.scheduledMaxBytes()
+	maxBytes := s.a.scheduleMaxResultBytes()
 	qctx, cancel := context.WithCancel(table.WithMaxResultBytes(ctx, maxBytes))
 	defer cancel()
 	var (
@@ -410,22 +470,25 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 	wall := time.Since(start)
 	now := s.a.opts.Now()
 	rss := residentBytes()
-	s.mu.Lock()
-	sq.stats.Executions++
-	sq.stats.LastExecuted = now.Unix()
-	sq.stats.WallTimeMs += wall.Milliseconds()
-	sq.stats.UserTime += user.Milliseconds()
-	sq.stats.SystemTime += sys.Milliseconds()
-	sq.stats.AverageMemory = rss
-	s.mu.Unlock()
+	s.update(sq, func(sq *schedQuery) {
+		sq.stats.Executions++
+		sq.stats.LastExecuted = now.Unix()
+		sq.stats.WallTimeMs += wall.Milliseconds()
+		sq.stats.UserTime += user.Milliseconds()
+		sq.stats.SystemTime += sys.Milliseconds()
+		sq.stats.AverageMemory = rss
+	})
 	if tripped == "memory" {
 		// What a restarted osquery worker would give back; the result
 		// (already read) is still logged.
 		defer debug.FreeOSMemory()
 	}
 	if errors.Is(err, table.ErrResultTooLarge) {
+		// The differential state is left as it is: it stays the last
+		// result logged, so the next run that fits logs every change
+		// since then (nothing is lost, nothing logged twice).
 		n := s.a.schedTooLarge.Add(1)
-		s.a.log.Warn("scheduled query result over distributed_max_result_bytes; nothing logged for this run",
+		s.a.log.Warn("scheduled query result over schedule_max_result_bytes; nothing logged for this run, its differential state kept",
 			"name", q.Name, "max", maxBytes, "too_large_total", n, "err", err)
 		return
 	}
@@ -449,9 +512,7 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 		if prev, err = s.store.load(q.Name); err != nil {
 			s.a.log.Warn("reading query state", "name", q.Name, "err", err)
 		}
-		s.mu.Lock()
-		sq.state, sq.loaded = prev, true
-		s.mu.Unlock()
+		s.update(sq, func(sq *schedQuery) { sq.state, sq.loaded = prev, true })
 	}
 	epoch, _ := s.a.currentConfig().intOption("schedule_epoch")
 	dec := s.decorations()
@@ -470,14 +531,10 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 			s.a.log.Error("spooling results failed; they will be produced again next run", "name", q.Name, "err", err)
 			return
 		}
-		s.mu.Lock()
-		sq.stats.Output += int64(n)
-		s.mu.Unlock()
+		s.update(sq, func(sq *schedQuery) { sq.stats.Output += int64(n) })
 	}
 	if next != nil {
-		s.mu.Lock()
-		sq.state = next
-		s.mu.Unlock()
+		s.update(sq, func(sq *schedQuery) { sq.state = next })
 		if err := s.store.save(q.Name, next); err != nil {
 			s.a.log.Warn("saving query state", "name", q.Name, "err", err)
 		}
@@ -485,23 +542,32 @@ func (s *scheduler) runQuery(ctx context.Context, sq *schedQuery) {
 }
 
 // spoolResults appends result lines to the result spool and makes them
-// durable. Lines over logger_tls_max_linesize are dropped with a warning, as
-// osquery does. It returns the bytes spooled.
+// durable. Lines over logger_tls_max_linesize are dropped, as osquery does,
+// with one warning for the call (a run): every status line is synced, so
+// one per dropped line would cost a query with many big rows as many
+// fsyncs. It returns the bytes spooled.
 func (a *Agent) spoolResults(lines []osquery.ResultLine) (int, error) {
 	recs := make([][]byte, 0, len(lines))
 	total := 0
+	maxLine := a.maxLineSize()
+	var dropped, largest int
 	for _, l := range lines {
 		b, err := json.Marshal(l)
 		if err != nil {
 			return 0, fmt.Errorf("encode result line: %w", err)
 		}
-		if max := a.maxLineSize(); len(b) > max {
-			n := a.oversizedLines.Add(1)
-			a.log.Warn("result line over logger_tls_max_linesize dropped", "name", l.Name, "bytes", len(b), "max", max, "dropped_total", n)
+		if len(b) > maxLine {
+			dropped++
+			largest = max(largest, len(b))
 			continue
 		}
 		total += len(b)
 		recs = append(recs, b)
+	}
+	if dropped > 0 {
+		n := a.oversizedLines.Add(uint64(dropped))
+		a.log.Warn("result lines over logger_tls_max_linesize dropped", "name", lines[0].Name, "lines", dropped,
+			"largest_bytes", largest, "max", maxLine, "dropped_total", n)
 	}
 	if len(recs) == 0 {
 		return 0, nil

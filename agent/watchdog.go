@@ -21,6 +21,9 @@ const (
 	DefaultWatchdogLatency   = 12 * time.Second
 	watchdogDenylistDuration = 24 * time.Hour
 	watchdogCheckInterval    = 3 * time.Second // osquery's check_interval
+	// maxWatchdogMemoryMB clamps watchdog_memory_limit (1 PiB): MB << 20
+	// must not overflow an int64.
+	maxWatchdogMemoryMB = 1 << 30
 )
 
 // wdLimits are the limits in force; they are read at every check so that
@@ -58,7 +61,7 @@ func (a *Agent) watchdogLimits() wdLimits {
 		return int64(flag)
 	}
 	if mb := pick("watchdog_memory_limit", a.opts.WatchdogMemoryLimit); mb > 0 {
-		l.memBytes = mb << 20
+		l.memBytes = min(mb, maxWatchdogMemoryMB) << 20
 	}
 	if pct := pick("watchdog_utilization_limit", a.opts.WatchdogUtilizationLimit); pct > 0 {
 		l.cpuPct = int(pct)
@@ -174,7 +177,7 @@ func (w *watchdog) end(r *queryRun) string {
 	c := r.cpu()
 	w.window[r.sq] += c - r.seen
 	r.seen = c
-	w.cur = nil
+	w.cur = nil // from here on, check() cannot stop r (stop)
 	tripped := r.tripped
 	w.mu.Unlock()
 	if tripped != "" {
@@ -183,10 +186,16 @@ func (w *watchdog) end(r *queryRun) string {
 	l := w.a.watchdogLimits()
 	if l.enabled && w.overMemory(l, r) {
 		w.mu.Lock()
-		r.tripped = "memory"
+		claimed := r.tripped == ""
+		if claimed {
+			r.tripped = "memory"
+		}
+		tripped = r.tripped
 		w.mu.Unlock()
-		w.trip(r.sq, "memory", l, 0)
-		return "memory"
+		if claimed {
+			w.trip(r.sq, "memory", l, 0)
+		}
+		return tripped
 	}
 	return ""
 }
@@ -258,26 +267,43 @@ func (w *watchdog) check() {
 	}
 	w.mu.Unlock()
 	if cpuTrip {
-		if cur != nil && cur.sq == culprit {
-			w.stop(cur, "cpu")
+		// A culprit that is no longer running is still denylisted for
+		// the CPU it used, unless the run was stopped for another reason
+		// (and so denylisted already).
+		if cur != nil && cur.sq == culprit && !w.stop(cur, "cpu") && w.trippedFor(cur) != "" {
+			return
 		}
 		w.trip(culprit, "cpu", l, most)
 		return
 	}
-	if cur != nil && w.overMemory(l, cur) {
-		w.stop(cur, "memory")
+	// The run may end while overMemory runs: stop then refuses, and end()
+	// has judged the memory itself.
+	if cur != nil && w.overMemory(l, cur) && w.stop(cur, "memory") {
 		w.trip(cur.sq, "memory", l, 0)
 	}
 }
 
-// stop cancels a run in progress (osquery kills the worker).
-func (w *watchdog) stop(r *queryRun, reason string) {
+// stop cancels a run in progress (osquery kills the worker) and reports
+// whether it did: only a run still in progress (not ended, see end) and
+// not stopped already can be, so that one run is tripped once.
+func (w *watchdog) stop(r *queryRun, reason string) bool {
 	w.mu.Lock()
-	if r.tripped == "" {
+	ok := r.tripped == "" && w.cur == r
+	if ok {
 		r.tripped = reason
 	}
 	w.mu.Unlock()
-	r.cancel()
+	if ok {
+		r.cancel()
+	}
+	return ok
+}
+
+// trippedFor is why the watchdog stopped r ("" if it did not).
+func (w *watchdog) trippedFor(r *queryRun) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return r.tripped
 }
 
 // trip reports a query that went over a limit and denylists it when it may

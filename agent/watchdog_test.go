@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -312,9 +310,11 @@ func TestDenylistSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestWatchdogMemoryLimit: a query whose result holds ~48 MB goes over a
-// 16 MB limit and is denylisted for memory; a light query run afterwards
-// is not charged for it.
+// TestWatchdogMemoryLimit: with an injected resident set (so that the
+// test does not rest on what the garbage collector gives back), a query
+// during which the agent grows 48 MB over a 16 MB limit is denylisted for
+// memory; a light query run afterwards is not charged for it, nor for
+// memory held elsewhere in the agent while it runs, which is reported.
 func TestWatchdogMemoryLimit(t *testing.T) {
 	const alloc = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 12000) SELECT x, printf('%.*c', 4000, 'x') AS pad FROM c"
 	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
@@ -322,17 +322,31 @@ func TestWatchdogMemoryLimit(t *testing.T) {
 		"light": {"query": "SELECT 1 AS one", "interval": 1},
 	}, func(o *Options) {
 		o.WatchdogMemoryLimit = 16
-		o.DistributedMaxResultBytes = 1 << 30
 		o.LoggerTLSMaxLinesize = 1 << 30
 	})
-	// A baseline without the garbage earlier tests left (two collections:
-	// finalizers free more), as a freshly started agent has.
-	runtime.GC()
-	runtime.GC()
-	debug.FreeOSMemory()
-	a.sched.wd.base = a.sched.wd.rss()
+	w := a.sched.wd
+	const base = 100 << 20
+	var rss atomic.Int64
+	w.rss, w.base = rss.Load, base
+	// growing: the resident set is base when a run begins and base+48 MB
+	// when it is read again (the run's end).
+	growing := func() func() int64 {
+		var calls atomic.Int64
+		return func() int64 {
+			if calls.Add(1) == 1 {
+				return base
+			}
+			return base + 48<<20
+		}
+	}
+
+	rss.Store(base)
 	a.sched.runQuery(context.Background(), a.sched.byName(t, "light"))
+	w.rss = growing()
+	real0 := residentBytes()
 	a.sched.runQuery(context.Background(), a.sched.byName(t, "alloc"))
+	t.Logf("real resident set across the alloc run: %d MB → %d MB (not asserted)", real0>>20, residentBytes()>>20)
+	w.rss = rss.Load // back to base, as after the collection
 	a.sched.runQuery(context.Background(), a.sched.byName(t, "light"))
 	if !denylisted(a, "alloc") || denylisted(a, "light") {
 		t.Fatalf("alloc denylisted %v, light denylisted %v", denylisted(a, "alloc"), denylisted(a, "light"))
@@ -340,14 +354,10 @@ func TestWatchdogMemoryLimit(t *testing.T) {
 	if msg := statusMessages(t, a.status); !strings.Contains(msg, "name=alloc limit=memory") {
 		t.Errorf("no memory watchdog status line: %s", msg)
 	}
-	// Memory held elsewhere in the agent (here: by the test) while the
-	// light query runs is not the light query's.
-	held := make([]byte, 48<<20)
-	for i := range held {
-		held[i] = byte(i)
-	}
+	// Memory held elsewhere in the agent while the light query runs (over
+	// the limit at its start and its end) is not the light query's.
+	rss.Store(base + 48<<20)
 	a.sched.runQuery(context.Background(), a.sched.byName(t, "light"))
-	runtime.KeepAlive(held)
 	if denylisted(a, "light") {
 		t.Error("light query denylisted for memory it did not allocate")
 	}
@@ -434,5 +444,100 @@ func TestWatchdogStopsRunningQuery(t *testing.T) {
 	}
 	if msg := statusMessages(t, a.status); !strings.Contains(msg, "name=endless limit=cpu") || strings.Contains(msg, "scheduled query failed") {
 		t.Errorf("status lines: %s", msg)
+	}
+}
+
+// TestWatchdogMemoryLimitClamped: a huge watchdog_memory_limit (2^44 MB,
+// from the config or the flag) does not overflow into a negative limit
+// that would denylist every query for memory.
+func TestWatchdogMemoryLimitClamped(t *testing.T) {
+	for _, c := range []struct {
+		cfg map[string]any
+		mod func(*Options)
+	}{
+		{map[string]any{"watchdog_memory_limit": float64(int64(1) << 44)}, nil},
+		{nil, func(o *Options) { o.WatchdogMemoryLimit = 1 << 44 }},
+	} {
+		cfg := map[string]any{"schedule": map[string]any{"q": map[string]any{"query": "SELECT 1 AS one", "interval": 60}}}
+		if c.cfg != nil {
+			cfg["options"] = c.cfg
+		}
+		a := configuredAgent(t, t.TempDir(), cfg, c.mod)
+		l := a.watchdogLimits()
+		if l.memBytes != maxWatchdogMemoryMB<<20 {
+			t.Errorf("memory limit %d bytes, want the clamp %d", l.memBytes, int64(maxWatchdogMemoryMB)<<20)
+		}
+		w := a.sched.wd
+		var rss atomic.Int64
+		rss.Store(1 << 30)
+		w.rss, w.base = rss.Load, 0
+		run := w.begin(a.sched.byName(t, "q"), func() {})
+		rss.Store(64 << 30) // grew by 63 GB: still far under 1 PiB
+		if got := w.end(run); got != "" || denylisted(a, "q") {
+			t.Errorf("query tripped (%q) under a 1 PiB memory limit", got)
+		}
+	}
+}
+
+// TestWatchdogTripsOnce: the run ends (and end() denylists it for memory)
+// while check() is judging its memory: check() must not trip it a second
+// time (a second warning and denylist write) once it has ended.
+func TestWatchdogTripsOnce(t *testing.T) {
+	a := scheduledAgent(t, t.TempDir(), map[string]map[string]any{
+		"alloc": {"query": "SELECT 1 AS one", "interval": 60},
+	}, func(o *Options) { o.WatchdogMemoryLimit = 16 })
+	w := a.sched.wd
+	const base = 100 << 20
+	var rss atomic.Int64
+	rss.Store(base)
+	w.base = base
+	w.rss = rss.Load
+	clock := &fakeCPU{}
+	w.threadCPU = clock.reader
+	var cancels atomic.Int32
+	run := w.begin(a.sched.byName(t, "alloc"), func() { cancels.Add(1) })
+	rss.Store(base + 48<<20)
+
+	// check() reads the resident set in overMemory, after it took the run
+	// in progress: the run ends right then.
+	var ended atomic.Bool
+	var endResult string
+	w.rss = func() int64 {
+		if ended.CompareAndSwap(false, true) {
+			endResult = w.end(run)
+		}
+		return rss.Load()
+	}
+	w.check()
+	if endResult != "memory" {
+		t.Fatalf("end = %q, want memory", endResult)
+	}
+	msg := statusMessages(t, a.status)
+	if n := strings.Count(msg, "name=alloc limit=memory"); n != 1 {
+		t.Errorf("run tripped %d times, want once: %s", n, msg)
+	}
+	if n := cancels.Load(); n != 0 {
+		t.Errorf("a run that had ended was cancelled %d times", n)
+	}
+	if !denylisted(a, "alloc") {
+		t.Error("not denylisted")
+	}
+
+	// The other order: check() stops the run first, then end() reports the
+	// same trip and does not trip it again.
+	w.rss = rss.Load
+	rss.Store(base)
+	run = w.begin(a.sched.byName(t, "alloc"), func() { cancels.Add(1) })
+	rss.Store(base + 48<<20)
+	w.check()
+	if got := w.end(run); got != "memory" {
+		t.Errorf("end after check = %q, want memory", got)
+	}
+	msg = statusMessages(t, a.status)
+	if n := strings.Count(msg, "name=alloc limit=memory"); n != 2 {
+		t.Errorf("second run tripped %d times, want once: %s", n-1, msg)
+	}
+	if n := cancels.Load(); n != 1 {
+		t.Errorf("running query cancelled %d times, want 1", n)
 	}
 }

@@ -327,21 +327,6 @@ func appendRecord(buf []byte, seq uint64, data []byte) []byte {
 	return append(buf, data...)
 }
 
-// enforceMax drops the oldest pending records over MaxRecords. mu held.
-func (s *Spool) enforceMax() {
-	if s.opts.MaxRecords < 0 {
-		return
-	}
-	if pending := s.next - s.head; pending > uint64(s.opts.MaxRecords) {
-		drop := pending - uint64(s.opts.MaxRecords)
-		s.stats.Dropped += drop
-		s.head += drop
-		s.pos, s.peekEnd = nil, nil
-		s.headDirty = true
-		s.removeAcked()
-	}
-}
-
 // Sync makes every record appended before the call durable. Concurrent
 // callers share one fsync (group commit).
 func (s *Spool) Sync() error {
@@ -548,37 +533,6 @@ func (s *Spool) writeHead(head uint64) error {
 		return fmt.Errorf("spool: write head: %w", err)
 	}
 	return nil
-}
-
-// SetMaxRecords changes the bound on pending records (see
-// Options.MaxRecords: 0 means DefaultMaxRecords, negative unbounded). A
-// lower bound drops the oldest pending records at once, counted in
-// Stats.Dropped.
-func (s *Spool) SetMaxRecords(n int) {
-	if n == 0 {
-		n = DefaultMaxRecords
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.MaxRecords = n
-	if !s.closed {
-		s.enforceMax()
-		s.stats.Pending = s.next - s.head
-	}
-}
-
-// Unsynced returns how many appended records are not yet known to be on
-// disk (0 once a Sync covering them has returned).
-func (s *Spool) Unsynced() uint64 {
-	s.mu.Lock()
-	next := s.next
-	s.mu.Unlock()
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if s.synced >= next {
-		return 0
-	}
-	return next - s.synced
 }
 
 // Len returns the number of pending records.

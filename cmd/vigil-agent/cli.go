@@ -153,7 +153,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.watchdogLatency, "watchdog_latency_limit", 0, "seconds a query may stay over the CPU limit before it is stopped (default 12)")
 	fs.IntVar(&m.eventsMax, "events_max", 50000, "event rows buffered per table")
 	fs.IntVar(&m.eventsExpiry, "events_expiry", 3600, "seconds after which queried event rows expire")
-	fs.IntVar(&m.bufferedLogMax, "buffered_log_max", 1000000, "log lines spooled before the oldest are dropped")
+	fs.IntVar(&m.bufferedLogMax, "buffered_log_max", 1000000, "log lines spooled before the oldest are dropped (0: unlimited)")
 	fs.IntVar(&m.maxLinesize, "logger_tls_max_linesize", agent.DefaultLoggerTLSMaxLinesz, "result lines longer than this many bytes are dropped and counted (vigil_event_drops)")
 	fs.IntVar(&m.maxResultBytes, "distributed_max_result_bytes", agent.DefaultDistributedMaxResultBytes, "a live query result over this many bytes is answered with an error")
 	fs.String("flagfile", "", "file of flags, one per line, as osquery's --flagfile (command-line flags win)")
@@ -268,6 +268,14 @@ func (m *Main) agentOptions() (agent.Options, error) {
 		WatchdogMemoryLimit:       m.watchdogMemory,
 		WatchdogUtilizationLimit:  m.watchdogCPU,
 		WatchdogLatencyLimit:      m.watchdogLatency,
+	}
+	// osquery's --buffered_log_max=0 means unlimited; the agent's 0 means
+	// the default bound, its negative unlimited.
+	switch {
+	case m.bufferedLogMax == 0:
+		opts.BufferedLogMax = -1
+	case m.bufferedLogMax < 0:
+		return agent.Options{}, fmt.Errorf("--buffered_log_max=%d: want 0 (unlimited) or a positive number of lines", m.bufferedLogMax)
 	}
 	if m.tlsHostname != "" {
 		host := strings.TrimPrefix(strings.TrimSuffix(m.tlsHostname, "/"), "https://")
