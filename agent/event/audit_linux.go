@@ -56,6 +56,7 @@ type auditSource struct {
 	// State to restore on Close.
 	prevEnabled uint32
 	prevBacklog uint32
+	statusKnown bool // prevEnabled and prevBacklog were read, not zero values
 	ourRules    [][]byte
 	stateFile   string
 
@@ -104,11 +105,17 @@ func auditRules(tables map[string]bool) ([]*rule.SyscallRule, error) {
 // rules for the requested tables. queueSize bounds the messages held
 // between the socket reader and the parser (auditQueueSize; tests make it
 // tiny to force QueueDropped). On error nothing is left changed.
-func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string, queueSize int) (_ *auditSource, err error) {
+func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string, queueSize int) (*auditSource, error) {
 	ctlSk, err := newNLSocket(syscall.NETLINK_AUDIT, 0, 0, 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("open audit control socket: %w", err)
 	}
+	return startAuditOn(ctx, log, sink, tables, stateDir, queueSize, ctlSk)
+}
+
+// startAuditOn is startAudit on an open control socket, which it owns from
+// here on (closed on error or by Close); tests pass a fake one.
+func startAuditOn(ctx context.Context, log *slog.Logger, sink Sink, tables map[string]bool, stateDir string, queueSize int, ctlSk libaudit.NetlinkSendReceiver) (_ *auditSource, err error) {
 	a := &auditSource{log: log, sink: sink, tables: tables, ctl: &libaudit.AuditClient{Netlink: ctlSk}, boot: bootTime()}
 	defer func() {
 		if err != nil {
@@ -117,12 +124,16 @@ func startAudit(ctx context.Context, log *slog.Logger, sink Sink, tables map[str
 	}()
 	st, err := a.ctl.GetStatus()
 	if err != nil {
+		// statusKnown stays false: restore must not act on the zero
+		// values (enabled=0 would switch audit off under auditd when the
+		// read only timed out).
 		return nil, fmt.Errorf("get audit status: %w", err)
 	}
 	// What restore puts back if a check below fails: the values found, so
 	// that a failed start (another receiver holds audit) never disables
 	// audit or lowers its backlog under that receiver.
 	a.prevEnabled, a.prevBacklog = st.Enabled, st.BacklogLimit
+	a.statusKnown = true
 	if st.Enabled == 2 {
 		return nil, errors.New("audit configuration is locked (immutable, enabled=2): rules cannot be added until reboot")
 	}
@@ -326,7 +337,7 @@ func (a *auditSource) restore() error {
 	} else if a.rcvSk != nil {
 		errs = append(errs, a.rcvSk.Close())
 	}
-	if a.ctl != nil {
+	if a.ctl != nil && a.statusKnown {
 		if a.prevBacklog != 0 && a.prevBacklog < auditBacklog {
 			if err := a.ctl.SetBacklogLimit(a.prevBacklog, libaudit.WaitForReply); err != nil {
 				errs = append(errs, fmt.Errorf("restore audit backlog limit: %w", err))
@@ -337,6 +348,8 @@ func (a *auditSource) restore() error {
 				errs = append(errs, fmt.Errorf("restore audit enabled=0: %w", err))
 			}
 		}
+	}
+	if a.ctl != nil {
 		errs = append(errs, a.ctl.Close())
 		a.ctl = nil
 	}

@@ -173,14 +173,9 @@ func TestSocketEventsExactlyOnce(t *testing.T) {
 		}
 		return seen, rows
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if n, _ := count(); n == len(want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // let duplicates show up too
+	// Every event of the child precedes the sentinel child's: once one
+	// of those is in, duplicates and stragglers would be too.
+	socketSentinel(t, buf)
 	_, rows := count()
 	st := m.Stats()
 	t.Logf("%d socket_events rows, stats %+v", len(rows), st)
@@ -299,11 +294,9 @@ func TestAuditExecveat(t *testing.T) {
 		}
 		pids[mode] = strconv.Itoa(cmd.Process.Pid)
 	}
-	for mode := range pids {
-		cmdline := "vigil-execveat-" + mode + " " + tag + " arg with space"
-		waitTable(buf, "process_events", func(r map[string]string) bool { return r["cmdline"] == cmdline })
-	}
-	time.Sleep(300 * time.Millisecond)
+	// The sentinel exec comes after both children: once it is in, any
+	// duplicate of theirs would be too.
+	execSentinel(t, buf)
 	rows, _ := buf.Rows("process_events", 0)
 	for mode, pid := range pids {
 		cmdline := "vigil-execveat-" + mode + " " + tag + " arg with space"

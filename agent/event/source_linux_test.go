@@ -63,32 +63,21 @@ func runTrue(t *testing.T, n int, tag string) map[string]int {
 	return pids
 }
 
-// waitRows polls the buffer until match returns true for want rows or the
-// deadline passes, and returns the matching rows.
-func waitRows(b *Buffer, want int, match func(map[string]string) bool) []map[string]string {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		rows, _ := b.Rows("process_events", 0)
-		var got []map[string]string
-		for _, r := range rows {
-			if match(r) {
-				got = append(got, r)
-			}
+// waitRows returns the process_events rows for which match holds, once
+// the workload is in: after a sentinel exec (see execSentinel), so that
+// missing rows and duplicates both show. match must not take the
+// sentinel's row.
+func waitRows(t *testing.T, b *Buffer, match func(map[string]string) bool) []map[string]string {
+	t.Helper()
+	execSentinel(t, b)
+	rows, _ := b.Rows("process_events", 0)
+	var got []map[string]string
+	for _, r := range rows {
+		if match(r) {
+			got = append(got, r)
 		}
-		if len(got) >= want || time.Now().After(deadline) {
-			// Give duplicates a moment to show up too.
-			time.Sleep(300 * time.Millisecond)
-			rows, _ = b.Rows("process_events", 0)
-			got = got[:0]
-			for _, r := range rows {
-				if match(r) {
-					got = append(got, r)
-				}
-			}
-			return got
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	return got
 }
 
 func auditState(t *testing.T) (enabled uint32, nrules int) {
@@ -135,7 +124,7 @@ func TestAuditProcessEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rows := waitRows(buf, n+1, func(r map[string]string) bool { return strings.Contains(r["cmdline"], tag) })
+	rows := waitRows(t, buf, func(r map[string]string) bool { return strings.Contains(r["cmdline"], tag) })
 	stats := m.Stats()
 	if err := m.Close(); err != nil {
 		t.Errorf("close: %v", err)
@@ -199,7 +188,7 @@ func TestCnProcProcessEvents(t *testing.T) {
 	for _, p := range pids {
 		want[strconv.Itoa(p)] = true
 	}
-	rows := waitRows(buf, n, func(r map[string]string) bool { return want[r["pid"]] })
+	rows := waitRows(t, buf, func(r map[string]string) bool { return want[r["pid"]] })
 	st := s.Stats()
 	s.Close()
 	seen := map[string]int{}

@@ -149,24 +149,38 @@ func FuzzLikeMatch(f *testing.F) {
 	for _, s := range [][2]string{{"a%b_", "axxbc"}, {"%%", "x/y"}, {"_é%", "aéz"}, {"%A", "xa"}, {"a%%%b", "ab"}} {
 		f.Add(s[0], s[1])
 	}
+	fuzzAgainstSQLite(f, "LIKE", likeMatch)
+}
+
+// fuzzAgainstSQLite fuzzes match(pattern, s) against SQLite's "s op
+// pattern" for op LIKE or GLOB.
+func fuzzAgainstSQLite(f *testing.F, op string, match func(p, s string) bool) {
+	ops := map[string]struct{ star, query string }{
+		"LIKE": {"%", "SELECT ? LIKE ?"},
+		"GLOB": {"*", "SELECT ? GLOB ?"},
+	}
+	o, ok := ops[op]
+	if !ok {
+		f.Fatalf("fuzzAgainstSQLite: operator %q is neither LIKE nor GLOB", op)
+	}
 	db, err := sql.Open("sqlite", ":memory:")
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer db.Close()
+	f.Cleanup(func() { db.Close() })
 	db.SetMaxOpenConns(1)
 	f.Fuzz(func(t *testing.T, p, s string) {
-		// SQLite's LIKE backtracks in O(len(s)^wildcards): keep the oracle fast.
+		// SQLite backtracks in O(len(s)^wildcards): keep the oracle fast.
 		if !utf8.ValidString(p) || !utf8.ValidString(s) || strings.ContainsRune(p+s, 0) ||
-			len(s) > 40 || strings.Count(p, "%") > 4 {
+			len(s) > 40 || strings.Count(p, o.star) > 4 {
 			return
 		}
 		var want bool
-		if err := db.QueryRow("SELECT ? LIKE ?", s, p).Scan(&want); err != nil {
+		if err := db.QueryRow(o.query, s, p).Scan(&want); err != nil {
 			t.Skip(err)
 		}
-		if got := likeMatch(p, s); got != want {
-			t.Fatalf("likeMatch(%q, %q) = %v, SQLite says %v", p, s, got, want)
+		if got := match(p, s); got != want {
+			t.Fatalf("%s: match(%q, %q) = %v, SQLite says %v", op, p, s, got, want)
 		}
 	})
 }
@@ -202,9 +216,10 @@ func FuzzExpandLike(f *testing.F) {
 			expand func(*queryCtx, string) ([]string, error)
 			match  func(p, s string) bool
 			meta   string
+			rec    string // marks a recursive final component
 		}{
-			{"LIKE", expandLike, likeMatch, "%_"},
-			{"GLOB", expandGlob, globMatch, "*?["},
+			{"LIKE", expandLike, likeMatch, "%_", "%%"},
+			{"GLOB", expandGlob, globMatch, "*?[", "**"},
 		} {
 			q := &queryCtx{ctx: context.Background(), fs: fsys}
 			got, err := syn.expand(q, pattern)
@@ -215,7 +230,13 @@ func FuzzExpandLike(f *testing.F) {
 				t.Fatalf("%s expansion of %q: unexpected error %v", syn.name, pattern, err)
 			}
 			for _, p := range got {
-				if !syn.match(norm, p) {
+				// A recursive final component ("%%C") also takes
+				// everything below its matches, which SQLite's re-check
+				// narrows: then the path's first len(parts) components
+				// must match.
+				below := len(parts) > 0 && strings.Contains(parts[len(parts)-1], syn.rec) &&
+					syn.match(norm, firstComponents(p, len(parts)))
+				if !syn.match(norm, p) && !below {
 					t.Fatalf("%s expansion of %q gave %q, which does not match %q", syn.name, pattern, p, norm)
 				}
 				if strings.ContainsAny(pattern, syn.meta) && !strings.ContainsAny(path.Base(p), syn.meta) {
@@ -231,3 +252,12 @@ func FuzzExpandLike(f *testing.F) {
 func md5hex(s string) string    { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
 func sha1hex(s string) string   { h := sha1.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
 func sha256hex(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+
+// firstComponents returns the absolute path made of p's first n components.
+func firstComponents(p string, n int) string {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	if len(parts) > n {
+		parts = parts[:n]
+	}
+	return "/" + strings.Join(parts, "/")
+}

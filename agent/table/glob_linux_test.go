@@ -2,13 +2,11 @@ package table
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 // TestFileGlob checks GLOB on path and directory of file and hash: the same
@@ -123,23 +121,5 @@ func FuzzGlobMatch(f *testing.F) {
 	for _, s := range [][2]string{{"a*b?", "axxbc"}, {"**", "x/y"}, {"?é*", "aéz"}, {"[^a-c]*", "d"}, {"*[]x-]", "ab-"}} {
 		f.Add(s[0], s[1])
 	}
-	db, err := sql.Open("sqlite", ":memory:")
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	f.Fuzz(func(t *testing.T, p, s string) {
-		if !utf8.ValidString(p) || !utf8.ValidString(s) || strings.ContainsRune(p+s, 0) ||
-			len(s) > 40 || strings.Count(p, "*") > 4 {
-			return
-		}
-		var want bool
-		if err := db.QueryRow("SELECT ? GLOB ?", s, p).Scan(&want); err != nil {
-			t.Skip(err)
-		}
-		if got := globMatch(p, s); got != want {
-			t.Fatalf("globMatch(%q, %q) = %v, SQLite says %v", p, s, got, want)
-		}
-	})
+	fuzzAgainstSQLite(f, "GLOB", globMatch)
 }

@@ -146,62 +146,32 @@ func walkBelow(q *queryCtx, dir string, out []string) ([]string, error) {
 // likeMatch reports whether s matches the SQL LIKE pattern p as SQLite
 // evaluates it by default: '%' any run of characters, '_' one character,
 // ASCII letters compared without case, no escape character.
-func likeMatch(p, s string) bool {
-	// Iterative matching with backtracking to the last '%': linear in
-	// practice, never exponential.
-	pi, si := 0, 0
-	starP, starS := -1, 0
-	for si < len(s) {
-		if pi < len(p) {
-			pc, pn := utf8.DecodeRuneInString(p[pi:])
-			sc, sn := utf8.DecodeRuneInString(s[si:])
-			switch {
-			case pc == '%':
-				starP, starS = pi, si
-				pi += pn
-				continue
-			case pc == '_' || foldASCII(pc) == foldASCII(sc):
-				pi += pn
-				si += sn
-				continue
-			}
-		}
-		if starP < 0 {
-			return false
-		}
-		// Let the last '%' swallow one more character.
-		_, sn := utf8.DecodeRuneInString(s[starS:])
-		starS += sn
-		si = starS
-		pi = starP + 1
-	}
-	for pi < len(p) && p[pi] == '%' {
-		pi++
-	}
-	return pi == len(p)
-}
+func likeMatch(p, s string) bool { return wildMatch(p, s, '%', likeOne) }
 
 // globMatch reports whether s matches the SQL GLOB pattern p as SQLite
 // evaluates it: '*' any run of characters, '?' one character, "[...]" one
 // character of a set ("[^...]" not of it; "a-z" ranges; a ']' first or a
 // '-' first or last is literal; an unclosed set matches nothing), all other
 // characters compared exactly.
-func globMatch(p, s string) bool {
-	// As likeMatch: every token but '*' takes exactly one character, so
-	// backtracking to the last '*' is enough.
+func globMatch(p, s string) bool { return wildMatch(p, s, '*', globOne) }
+
+// wildMatch matches s against p, where star matches any run of characters
+// and one matches the one-character token at the start of p against c and
+// returns the token's length. Every token but star takes exactly one
+// character, so iterative matching with backtracking to the last star is
+// enough: linear in practice, never exponential.
+func wildMatch(p, s string, star byte, one func(p string, c rune) (bool, int)) bool {
 	pi, si := 0, 0
 	starP, starS := -1, 0
 	for si < len(s) {
 		if pi < len(p) {
-			pc, pn := utf8.DecodeRuneInString(p[pi:])
-			sc, sn := utf8.DecodeRuneInString(s[si:])
-			if pc == '*' {
+			if p[pi] == star {
 				starP, starS = pi, si
-				pi += pn
+				pi++
 				continue
 			}
-			ok, n := globOne(p[pi:], sc)
-			if ok {
+			sc, sn := utf8.DecodeRuneInString(s[si:])
+			if ok, n := one(p[pi:], sc); ok {
 				pi += n
 				si += sn
 				continue
@@ -210,15 +180,23 @@ func globMatch(p, s string) bool {
 		if starP < 0 {
 			return false
 		}
+		// Let the last star swallow one more character.
 		_, sn := utf8.DecodeRuneInString(s[starS:])
 		starS += sn
 		si = starS
 		pi = starP + 1
 	}
-	for pi < len(p) && p[pi] == '*' {
+	for pi < len(p) && p[pi] == star {
 		pi++
 	}
 	return pi == len(p)
+}
+
+// likeOne matches the one-character LIKE token at the start of p ('_' or a
+// literal, ASCII case ignored) against c, and returns the token's length.
+func likeOne(p string, c rune) (bool, int) {
+	pc, n := utf8.DecodeRuneInString(p)
+	return pc == '_' || foldASCII(pc) == foldASCII(c), n
 }
 
 // globOne matches the one-character token at the start of p ('?', a set or
@@ -312,6 +290,19 @@ func foldASCII(r rune) rune {
 	return r
 }
 
+// pathOps are the operators on path and directory that file and hash
+// resolve, in the order they are applied (the first to name a path decides
+// the directory it is reported under), each with how its operand expands
+// into paths.
+var pathOps = []struct {
+	values func(q *queryCtx, col string) []string
+	expand func(q *queryCtx, operand string) ([]string, error)
+}{
+	{(*queryCtx).Eq, func(_ *queryCtx, p string) ([]string, error) { return []string{p}, nil }},
+	{(*queryCtx).Like, expandLike},
+	{(*queryCtx).Glob, expandGlob},
+}
+
 // targetPaths resolves the path and directory constraints of file and hash
 // into the paths to report, each with the directory it is reported under.
 func targetPaths(q *queryCtx) ([][2]string, error) {
@@ -323,51 +314,13 @@ func targetPaths(q *queryCtx) ([][2]string, error) {
 			out = append(out, [2]string{p, dir})
 		}
 	}
-	for _, p := range q.Eq("path") {
-		if strings.HasPrefix(p, "/") {
-			add(p, path.Dir(p))
-		}
-	}
-	for _, pat := range q.Like("path") {
-		paths, err := expandLike(q, pat)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range paths {
-			add(p, path.Dir(p))
-		}
-	}
-	for _, pat := range q.Glob("path") {
-		paths, err := expandGlob(q, pat)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range paths {
-			add(p, path.Dir(p))
-		}
-	}
-	dirs := q.Eq("directory")
-	for _, pat := range q.Like("directory") {
-		d, err := expandLike(q, pat)
-		if err != nil {
-			return nil, err
-		}
-		dirs = append(dirs, d...)
-	}
-	for _, pat := range q.Glob("directory") {
-		d, err := expandGlob(q, pat)
-		if err != nil {
-			return nil, err
-		}
-		dirs = append(dirs, d...)
-	}
-	for _, d := range dirs {
-		if !strings.HasPrefix(d, "/") {
-			continue
-		}
+	// addDir adds the entries of d, reported under the directory as the
+	// query spelled it, so that SQLite's own check of "directory = ..."
+	// holds.
+	addDir := func(d string) {
 		ents, err := q.fs.ReadDir(d)
 		if err != nil {
-			continue
+			return
 		}
 		names := make([]string, 0, len(ents))
 		for _, e := range ents {
@@ -375,9 +328,29 @@ func targetPaths(q *queryCtx) ([][2]string, error) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			// Reported under the directory as the query spelled it, so
-			// that SQLite's own check of "directory = ..." holds.
 			add(strings.TrimSuffix(d, "/")+"/"+n, d)
+		}
+	}
+	// Every path constraint is resolved before any directory one.
+	for _, col := range []struct {
+		name string
+		take func(p string)
+	}{
+		{"path", func(p string) { add(p, path.Dir(p)) }},
+		{"directory", addDir},
+	} {
+		for _, op := range pathOps {
+			for _, v := range op.values(q, col.name) {
+				paths, err := op.expand(q, v)
+				if err != nil {
+					return nil, err
+				}
+				for _, p := range paths {
+					if strings.HasPrefix(p, "/") {
+						col.take(p)
+					}
+				}
+			}
 		}
 	}
 	if len(out) > maxExpandedPaths {

@@ -1,8 +1,10 @@
 package table
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"path/filepath"
@@ -145,8 +147,20 @@ func checkTypes(t *testing.T, s Schema, res Result) {
 
 // liveMayBeEmpty says why a table legitimately has no rows on this machine,
 // or "" when it must have rows. Where the table's source can be checked,
-// the reason holds only while the source is absent or empty.
-func liveMayBeEmpty(table string) string {
+// the reason holds only while the source is absent or holds nothing the
+// table reports, so that a broken parser cannot hide behind it.
+func liveMayBeEmpty(table string) string { return hostSources.mayBeEmpty(table) }
+
+// liveSources are the files behind the tables whose emptiness the test
+// checks by reading them itself; a variable so that the check can be
+// tested on fixtures.
+type liveSources struct {
+	passwd, wtmp, utmp string
+}
+
+var hostSources = liveSources{passwd: "/etc/passwd", wtmp: "/var/log/wtmp", utmp: "/var/run/utmp"}
+
+func (src liveSources) mayBeEmpty(table string) string {
 	missing := func(p string) bool {
 		fi, err := os.Stat(p)
 		return err != nil || fi.Size() == 0
@@ -164,38 +178,69 @@ func liveMayBeEmpty(table string) string {
 		if missing("/var/lib/rpm/rpmdb.sqlite") {
 			return "no rpm database (/var/lib/rpm/rpmdb.sqlite) on this Debian host"
 		}
-	case "last":
-		if missing("/var/log/wtmp") {
-			return "/var/log/wtmp is absent or empty: nobody logged in"
-		}
-		return "/var/log/wtmp may hold only boot/runlevel records, which last leaves out"
-	case "logged_in_users":
-		if missing("/var/run/utmp") {
-			return "/var/run/utmp is absent or empty: no login sessions"
-		}
-		return "utmp may hold no session records"
 	case "systemd_units":
 		if missing("/run/dbus/system_bus_socket") {
 			return "no system D-Bus socket (systemd is not PID 1 in this container)"
 		}
-	case "authorized_keys", "known_hosts":
-		if !anyHomeHas(".ssh") {
-			return "no user home has a .ssh directory"
+	case "last":
+		// last reports the USER_PROCESS (7) and DEAD_PROCESS (8) records.
+		if n := countUtmp(src.wtmp, func(typ int16, _ int32) bool { return typ == 7 || typ == 8 }); n == 0 {
+			return src.wtmp + " holds no login or logout record (type 7 or 8)"
 		}
-		return "the users' .ssh directories hold no such file"
+	case "logged_in_users":
+		// logged_in_users reports every record but those of pid 1.
+		if n := countUtmp(src.utmp, func(_ int16, pid int32) bool { return pid != 1 }); n == 0 {
+			return src.utmp + " is absent or holds only records of pid 1: no login sessions"
+		}
+	case "authorized_keys":
+		if !src.anyHomeFile(hasContentLine, ".ssh/authorized_keys", ".ssh/authorized_keys2") {
+			return "no user home has an .ssh/authorized_keys{,2} with a key line"
+		}
+	case "known_hosts":
+		if !src.anyHomeFile(hasContentLine, ".ssh/known_hosts") {
+			return "no user home has an .ssh/known_hosts with a host line"
+		}
 	case "shell_history":
-		if !anyHomeHas(".bash_history", ".zsh_history", ".sh_history", ".history") {
-			return "no user home has a shell history file"
+		nonEmpty := func(b []byte) bool { return len(bytes.TrimSpace(b)) > 0 }
+		if !src.anyHomeFile(nonEmpty, append(append([]string{}, shellHistoryFiles...), ".bash_sessions/*.history")...) {
+			return "no user home has a non-empty shell history file"
 		}
-		return "the history files found may be empty"
 	}
 	return ""
 }
 
-// anyHomeHas reports whether any home directory in /etc/passwd holds one of
-// the names.
-func anyHomeHas(names ...string) bool {
-	b, err := os.ReadFile("/etc/passwd")
+// countUtmp counts the utmp records (384 bytes: type int16 at 0, pid int32
+// at 4) of file for which keep holds. It reads the file itself rather
+// than through the parser under test.
+func countUtmp(file string, keep func(typ int16, pid int32) bool) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for ; len(b) >= 384; b = b[384:] {
+		if keep(int16(binary.LittleEndian.Uint16(b[0:])), int32(binary.LittleEndian.Uint32(b[4:]))) {
+			n++
+		}
+	}
+	return n
+}
+
+// hasContentLine reports whether b has a line that is neither blank nor a
+// '#' comment.
+func hasContentLine(b []byte) bool {
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && line[0] != '#' {
+			return true
+		}
+	}
+	return false
+}
+
+// anyHomeFile reports whether any home directory in the passwd file holds
+// one of the files (glob patterns relative to the home) with content ok.
+func (src liveSources) anyHomeFile(ok func([]byte) bool, names ...string) bool {
+	b, err := os.ReadFile(src.passwd)
 	if err != nil {
 		return false
 	}
@@ -205,10 +250,65 @@ func anyHomeHas(names ...string) bool {
 			continue
 		}
 		for _, n := range names {
-			if _, err := os.Lstat(filepath.Join(f[5], n)); err == nil {
-				return true
+			files, _ := filepath.Glob(filepath.Join(f[5], n))
+			for _, file := range files {
+				if c, err := os.ReadFile(file); err == nil && ok(c) {
+					return true
+				}
 			}
 		}
 	}
 	return false
+}
+
+// TestLiveMayBeEmptyChecksSources: the excuses for an empty table hold only
+// while the source has nothing the table would report; with content in
+// it, the table must have rows.
+func TestLiveMayBeEmptyChecksSources(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	src := liveSources{passwd: filepath.Join(dir, "passwd"), wtmp: filepath.Join(dir, "wtmp"), utmp: filepath.Join(dir, "utmp")}
+	write := func(p, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record := func(typ int16, pid int32) string {
+		r := make([]byte, 384)
+		binary.LittleEndian.PutUint16(r[0:], uint16(typ))
+		binary.LittleEndian.PutUint32(r[4:], uint32(pid))
+		return string(r)
+	}
+	write(src.passwd, "root:x:0:0:root:"+home+":/bin/sh\nnohome:x:1:1::/nonexistent:/bin/false\n")
+	tables := []string{"last", "logged_in_users", "authorized_keys", "known_hosts", "shell_history"}
+	check := func(stage string, wantExcuse map[string]bool) {
+		t.Helper()
+		for _, table := range tables {
+			why := src.mayBeEmpty(table)
+			if (why != "") != wantExcuse[table] {
+				t.Errorf("%s: %s: excuse %q, want one: %v", stage, table, why, wantExcuse[table])
+			}
+		}
+	}
+	all := map[string]bool{"last": true, "logged_in_users": true, "authorized_keys": true, "known_hosts": true, "shell_history": true}
+	check("no sources", all)
+
+	// Sources that exist but hold nothing the tables report.
+	write(src.wtmp, record(2, 0)+record(1, 0)) // boot and run level
+	write(src.utmp, record(2, 1)+record(1, 1)) // of pid 1
+	write(filepath.Join(home, ".ssh/authorized_keys"), "# no keys\n\n")
+	write(filepath.Join(home, ".ssh/known_hosts"), "\n")
+	write(filepath.Join(home, ".bash_history"), "")
+	check("empty sources", all)
+
+	write(src.wtmp, record(2, 0)+record(7, 4321))
+	write(src.utmp, record(1, 1)+record(7, 4321))
+	write(filepath.Join(home, ".ssh/authorized_keys2"), "ssh-ed25519 AAAA user@host\n")
+	write(filepath.Join(home, ".ssh/known_hosts"), "host ssh-ed25519 AAAA\n")
+	write(filepath.Join(home, ".bash_sessions/abc.history"), "ls\n")
+	check("sources with content", map[string]bool{})
 }
