@@ -355,7 +355,8 @@ func TestConsoleEndToEnd(t *testing.T) {
 		js, _ = os.ReadFile(filepath.Join(b.artifacts, "live-query.json"))
 		return len(csv) > 0 && len(js) > 0, fmt.Sprintf("csv %d bytes, json %d bytes", len(csv), len(js))
 	})
-	if want := "_host,name,pid\r\n" + hostname + ",sleep," + pid + "\r\n"; string(csv) != want {
+	// Columns in the SELECT's order (pid, name), as the agent sent them.
+	if want := "_host,pid,name\r\n" + hostname + "," + pid + ",sleep\r\n"; string(csv) != want {
 		t.Errorf("CSV export %q, want %q", csv, want)
 	}
 	var exported []map[string]string
