@@ -56,6 +56,12 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		return Campaign{}, fmt.Errorf("control: the query is %d bytes, over the %d-byte limit: %w", len(sql), MaxSQLBytes, vigil.ErrInvalid)
 	}
 	start := time.Now()
+	// The drainer waits from here (listing and inserting 10,000 targets
+	// competes with it too) until the campaign is created; the campaign
+	// keeps the window open if hosts hold a read (openPriority below).
+	token := fmt.Sprintf("starting-%d", s.prio.seq.Add(1))
+	s.openPriority(token)
+	defer s.donePriority(token)
 	var hosts []vigil.Host
 	var err error
 	if target.All {
@@ -109,6 +115,10 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		}
 	}
 	s.local.add(c.ID, c.SQL, c.Deadline, held)
+	if len(held) > 0 {
+		// Their answers come within moments: give them the cores.
+		s.openPriority(c.ID)
+	}
 	// The others must ask the state at their next read.
 	if len(held) < len(pending) {
 		isHeld := make(map[string]bool, len(held))
@@ -214,6 +224,7 @@ func (s *Server) recordResult(ctx context.Context, campaignID string, h vigil.Ho
 		evs = append(evs, s.doneEvent(ctx, campaignID))
 		s.cancelDeadline(campaignID)
 		s.local.forget(campaignID)
+		s.donePriority(campaignID)
 	}
 	s.hub.publish(campaignID, evs...)
 	if !s.db.Shared() {

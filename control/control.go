@@ -83,6 +83,11 @@ type Options struct {
 	// QueryTimeout is how long a live query waits for its hosts; default
 	// DefaultQueryTimeout. Keep it above the agents' distributed_interval.
 	QueryTimeout time.Duration
+	// LiveQueryPriority is how long, at most, a live query to hosts holding
+	// a long poll makes the ingest drainer wait (Yield), so that their
+	// answers get the cores; default DefaultLiveQueryPriority, negative
+	// turns it off.
+	LiveQueryPriority time.Duration
 	// SeenFlush is how often check-ins are written to State in one batch;
 	// default 2 s.
 	SeenFlush time.Duration
@@ -120,6 +125,7 @@ type Server struct {
 	stats     counters
 	timerMu   sync.Mutex
 	timers    map[string]*time.Timer
+	prio      priority
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -154,6 +160,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.SeenFlush <= 0 {
 		opts.SeenFlush = DefaultSeenFlush
+	}
+	if opts.LiveQueryPriority == 0 {
+		opts.LiveQueryPriority = DefaultLiveQueryPriority
 	}
 	if opts.BadSecretLimit <= 0 {
 		opts.BadSecretLimit = 20
@@ -233,6 +242,10 @@ func (s *Server) Close() error {
 			delete(s.timers, id)
 		}
 		s.timerMu.Unlock()
+		s.prio.mu.Lock()
+		ch := s.prio.ch
+		s.prio.mu.Unlock()
+		s.closePriority(ch) // nothing waits on a closed server
 	})
 	return nil
 }

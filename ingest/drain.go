@@ -66,6 +66,10 @@ func (i *Ingester) Run(ctx context.Context) error {
 					return
 				}
 			}
+			if !i.standAside(ctx) {
+				readErr <- nil
+				return
+			}
 			recs, next, err := i.wal.Read(ctx, pos, drainReadBytes)
 			if err != nil {
 				if ctx.Err() != nil || errors.Is(err, wal.ErrClosed) {
@@ -102,6 +106,26 @@ func (i *Ingester) Run(ctx context.Context) error {
 		return fmt.Errorf("ingest: reading the WAL: %w", err)
 	}
 	return nil
+}
+
+// standAside waits while Options.Yield asks the drainer to; false when
+// ctx ended meanwhile.
+func (i *Ingester) standAside(ctx context.Context) bool {
+	if i.yield == nil {
+		return true
+	}
+	ch := i.yield()
+	if ch == nil {
+		return true
+	}
+	start := i.now()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return false
+	}
+	i.stats.add(&stats{yielded: i.now().Sub(start)})
+	return true
 }
 
 func recordBytes(recs [][]byte) int {

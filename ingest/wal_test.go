@@ -308,3 +308,56 @@ func TestDrainerGathersATrickle(t *testing.T) {
 	}
 	t.Logf("%d requests in %d appends", requests, appends.Load())
 }
+
+// While Yield hands out an open channel, the drainer reads nothing (the
+// rows stay durable in the WAL); once it closes, they are appended, and
+// the time stood aside is counted.
+func TestDrainerYields(t *testing.T) {
+	var rows atomic.Int64
+	app := appenderFunc(func(_ context.Context, b vigil.Batch) error {
+		rows.Add(int64(len(b.Results)))
+		return nil
+	})
+	hold := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	var holding atomic.Bool
+	holding.Store(true)
+	w := openWAL(t, t.TempDir(), wal.Options{CommitInterval: time.Millisecond})
+	ing := ingest.New(ingest.Options{WAL: w, Appender: app, Yield: func() <-chan struct{} {
+		if !holding.Load() {
+			return nil
+		}
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return hold
+	}})
+	// Logged before the drainer starts: its first read would take them.
+	for n := range 5 {
+		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", n, 1, "x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runDrainer(t, ing)
+	select {
+	case <-asked: // the drainer is waiting on hold, before reading
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drainer never asked Yield before reading")
+	}
+	if n := rows.Load(); n != 0 {
+		t.Fatalf("%d rows appended while the drainer was to stand aside", n)
+	}
+	if p := ing.Stats().WAL.Pending; p == 0 {
+		t.Fatal("nothing pending in the WAL while held")
+	}
+	holding.Store(false)
+	close(hold)
+	waitDrained(t, ing)
+	if n := rows.Load(); n != 5 {
+		t.Fatalf("%d rows appended after the hold, want 5", n)
+	}
+	if ing.Stats().Yielded <= 0 {
+		t.Error("time stood aside not counted in Stats.Yielded")
+	}
+}

@@ -127,6 +127,7 @@ var (
 	ingestEvents     = counter("vigil_ingest_events_total", "Normalised events decoded.")
 	ingestUnavail    = counter("vigil_ingest_unavailable_batches_total", "Batches refused with 'unavailable' (backpressure).")
 	ingestStoreRej   = counter("vigil_ingest_store_rejected_batches_total", "Batches the event store refused as invalid.")
+	ingestYielded    = counter("vigil_ingest_yielded_seconds_total", "Time the WAL drainer stood aside for live queries' answers (control's live-query priority).")
 	ingestLastAppend = gauge("vigil_ingest_last_append_timestamp_seconds", "Unix time the store last acknowledged a batch.")
 	walPending       = gauge("vigil_wal_pending_bytes", "Bytes in the write-ahead log not yet in the event store.")
 	walSegments      = gauge("vigil_wal_segments", "Segment files of the write-ahead log.")
@@ -163,7 +164,7 @@ var (
 	storeViewsRef    = counter("vigil_store_result_views_refused_total", "Result rows whose query got no view because of the cap on views.")
 )
 
-var all = []desc{ingestLines, ingestRejected, ingestAppended, ingestRows, ingestEvents, ingestUnavail, ingestStoreRej,
+var all = []desc{ingestLines, ingestRejected, ingestAppended, ingestRows, ingestEvents, ingestUnavail, ingestStoreRej, ingestYielded,
 	ingestLastAppend, walPending, walSegments, walRecords, walCommits, walBytes, walFull, storeHead, detectLag,
 	ruleMatches, ruleAlerts, ruleDeduped, ruleSuppressed, ruleFailures, agentsDesc, agentDrops, agentEnroll, agentRefused,
 	agentBadKeys, agentLogReqs, agentLogLines, agentHeldReads, liveDelivered, liveResults, liveCampaigns,
@@ -194,6 +195,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(ingestEvents, float64(s.EventsAccepted))
 		emit(ingestUnavail, float64(s.Unavailable))
 		emit(ingestStoreRej, float64(s.StoreRejected))
+		emit(ingestYielded, s.Yielded.Seconds())
 		if !s.LastAppended.IsZero() {
 			emit(ingestLastAppend, float64(s.LastAppended.UnixNano())/1e9)
 		}

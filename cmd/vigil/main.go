@@ -125,6 +125,7 @@ func runServe(ctx context.Context, args []string, up bool, stdout, stderr io.Wri
 	memLimit := fs.String("memory-limit", defaultMemoryLimit, "soft limit of the server's Go memory (heap and stacks; DuckDB's memory is limited apart), e.g. 1GiB; set it a fifth or so below the memory the server may use, never near what it needs (the collector then runs without pause); 0 for none; GOMEMLIMIT in the environment wins")
 	fs.StringVar(&o.State, "state", "", "where hosts, live queries, people and alerts live: empty for DATA/state.db (SQLite), or postgres://USER@HOST:5432/DB shared by replicas (password in PGPASSWORD)")
 	fs.DurationVar(&o.QueryTimeout, "query-timeout", control.DefaultQueryTimeout, "how long a live query waits for its hosts; keep it above the agents' distributed_interval (osquery's default is 60s)")
+	fs.DurationVar(&o.LiveQueryPriority, "live-query-priority", control.DefaultLiveQueryPriority, "how long, at most, a live query to long-polling agents holds back draining logs into the store so its answers get the CPU (logs are still accepted); 0 turns it off")
 	fs.BoolVar(&o.Pprof, "pprof", false, "with --metrics-listen: also serve Go's profiler at /debug/pprof/ there")
 	fs.StringVar(&o.OutputsFile, "outputs", "", "YAML file of alert outputs (webhook, slack, syslog, email)")
 	fs.DurationVar(&o.DedupeWindow, "dedupe-window", 0, "fold repeated matches of a rule on a host into its open alert created within this window (default 10m; negative: one alert per match)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -79,6 +80,9 @@ type ServerOptions struct {
 	// QueryTimeout is how long a live query waits for its hosts
 	// (default control.DefaultQueryTimeout).
 	QueryTimeout time.Duration
+	// LiveQueryPriority is control.Options.LiveQueryPriority; 0 turns it
+	// off here (the flag's default is control.DefaultLiveQueryPriority).
+	LiveQueryPriority time.Duration
 	// Pprof adds Go's profiler (/debug/pprof/) to the metrics listener,
 	// for finding where a server's CPU and memory go.
 	Pprof bool
@@ -204,15 +208,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Appender:   sink,
 		WAL:        m.wal,
 		QueryTable: func(name string) string { return ctl.OsqueryTableOf(name) },
+		Yield:      func() <-chan struct{} { return ctl.Yield() }, // drained only after ctl is set
 		Logger:     m.log,
 	})
 	ctl, err = control.New(control.Options{
-		State:        m.state,
-		Ingest:       m.ingest,
-		EnrollSecret: m.secret,
-		Config:       defaultConfig(m.opts.ScheduleInterval),
-		QueryTimeout: m.opts.QueryTimeout,
-		Logger:       m.log,
+		State:             m.state,
+		Ingest:            m.ingest,
+		EnrollSecret:      m.secret,
+		Config:            defaultConfig(m.opts.ScheduleInterval),
+		QueryTimeout:      m.opts.QueryTimeout,
+		LiveQueryPriority: cmp.Or(m.opts.LiveQueryPriority, -1),
+		Logger:            m.log,
 	})
 	if err != nil {
 		return fmt.Errorf("starting control plane: %w", err)

@@ -1,0 +1,93 @@
+package control
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultLiveQueryPriority bounds how long a live query to held (long-
+// polling) hosts keeps the ingest drainer waiting. At 10,000 agents and
+// osquery's default log interval every answer was in after 3.7 s with
+// the drainer waiting and 7.2-7.5 s without (docs/scaling.md).
+const DefaultLiveQueryPriority = 3 * time.Second
+
+// priority is the window in which live queries' answers come before
+// draining logs into the store: from a campaign's start (its setup
+// included) until every campaign in the window completed, or the window's
+// end, whichever is first. Logs keep being accepted (the WAL makes them durable); only
+// their way into the store waits.
+type priority struct {
+	seq   atomic.Int64 // names the window of a campaign being started
+	mu    sync.Mutex
+	open  map[string]bool // campaigns in the window
+	ch    chan struct{}   // closed when the window ends; nil outside one
+	timer *time.Timer
+}
+
+// Yield is ingest's Options.Yield: nil outside a window, else a channel
+// closed when it ends.
+func (s *Server) Yield() <-chan struct{} {
+	p := &s.prio
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		return nil
+	}
+	return p.ch
+}
+
+// openPriority opens (or extends) the window for campaign id.
+func (s *Server) openPriority(id string) {
+	d := s.opts.LiveQueryPriority
+	if d <= 0 {
+		return
+	}
+	p := &s.prio
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		p.ch = make(chan struct{})
+		p.open = map[string]bool{}
+	}
+	p.open[id] = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	ch := p.ch
+	p.timer = time.AfterFunc(d, func() { s.closePriority(ch) })
+}
+
+// donePriority takes a completed campaign out of the window; the last one
+// out closes it.
+func (s *Server) donePriority(id string) {
+	p := &s.prio
+	p.mu.Lock()
+	if !p.open[id] {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.open, id)
+	ch := p.ch
+	empty := len(p.open) == 0
+	p.mu.Unlock()
+	if empty {
+		s.closePriority(ch)
+	}
+}
+
+// closePriority ends the window ch, unless a newer window replaced it.
+func (s *Server) closePriority(ch chan struct{}) {
+	p := &s.prio
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch != ch || ch == nil {
+		return
+	}
+	close(ch)
+	p.ch, p.open = nil, nil
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+}

@@ -1,0 +1,119 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/osquery"
+)
+
+// A live query to a host holding a long poll opens a window in which the
+// ingest drainer waits (Yield); the campaign's completion closes it. A
+// query only to polling hosts opens none.
+func TestLiveQueryPriority(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = time.Hour })
+	ctx := context.Background()
+	if e.srv.Yield() != nil {
+		t.Fatal("a window before any live query")
+	}
+	_, plain := e.enroll("enroll.json")
+	if _, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{plain.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if e.srv.Yield() != nil {
+		t.Fatal("a query to a polling host opened a window: its answer comes at the next poll, seconds away")
+	}
+
+	key, h := e.enroll("enroll_vigil.json")
+	read := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(ctx, key, 30_000)
+		read <- q
+	}()
+	waitFor(t, "the read is held", func() bool { return e.srv.notify.held(h.ID) })
+	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	win := e.srv.Yield()
+	if win == nil {
+		t.Fatal("no window for a query to a held host")
+	}
+	select {
+	case <-win:
+		t.Fatal("window closed before the answer")
+	default:
+	}
+	if q := <-read; q[c.ID] != "SELECT 1" {
+		t.Fatalf("held read answered %v", q)
+	}
+	wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key,
+		Queries: map[string][]map[string]string{c.ID: {{"1": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
+	if r := e.post(osquery.PathDistributedWrite, wb); r.status != 200 {
+		t.Fatalf("write: %d %s", r.status, r.body)
+	}
+	select {
+	case <-win:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the completed campaign left the window open (its limit is an hour)")
+	}
+	if e.srv.Yield() != nil {
+		t.Fatal("a window after the only campaign completed")
+	}
+}
+
+// An unanswered query holds the drainer back only for LiveQueryPriority.
+func TestLiveQueryPriorityEnds(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = 50 * time.Millisecond })
+	key, h := e.enroll("enroll_vigil.json")
+	read := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(context.Background(), key, 30_000)
+		read <- q // the query wakes it
+	}()
+	waitFor(t, "the read is held", func() bool { return e.srv.notify.held(h.ID) })
+	if _, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	win := e.srv.Yield()
+	if win == nil {
+		t.Fatal("no window")
+	}
+	<-read
+	select {
+	case <-win:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the window outlived LiveQueryPriority (50ms) by 10 s")
+	}
+}
+
+// With LiveQueryPriority negative there is never a window.
+func TestLiveQueryPriorityOff(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = -1 })
+	key, h := e.enroll("enroll_vigil.json")
+	read := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(context.Background(), key, 30_000)
+		read <- q // the query wakes it
+	}()
+	waitFor(t, "the read is held", func() bool { return e.srv.notify.held(h.ID) })
+	if _, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if e.srv.Yield() != nil {
+		t.Fatal("a window although LiveQueryPriority is off")
+	}
+	<-read
+}
+
+// waitFor polls cond until it holds, failing after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+	}
+}
