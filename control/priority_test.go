@@ -67,16 +67,7 @@ func TestLiveQueryPriority(t *testing.T) {
 // An unanswered query holds the drainer back only for LiveQueryPriority.
 func TestLiveQueryPriorityEnds(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = 50 * time.Millisecond })
-	key, h := e.enroll("enroll_vigil.json")
-	read := make(chan map[string]string, 1)
-	go func() {
-		q, _ := e.readQueries(context.Background(), key, 30_000)
-		read <- q // the query wakes it
-	}()
-	waitFor(t, "the read is held", func() bool { return e.srv.notify.held(h.ID) })
-	if _, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}}); err != nil {
-		t.Fatal(err)
-	}
+	read := queryHeldHost(t, e)
 	win := e.srv.Yield()
 	if win == nil {
 		t.Fatal("no window")
@@ -92,16 +83,7 @@ func TestLiveQueryPriorityEnds(t *testing.T) {
 // With LiveQueryPriority negative there is never a window.
 func TestLiveQueryPriorityOff(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = -1 })
-	key, h := e.enroll("enroll_vigil.json")
-	read := make(chan map[string]string, 1)
-	go func() {
-		q, _ := e.readQueries(context.Background(), key, 30_000)
-		read <- q // the query wakes it
-	}()
-	waitFor(t, "the read is held", func() bool { return e.srv.notify.held(h.ID) })
-	if _, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}}); err != nil {
-		t.Fatal(err)
-	}
+	read := queryHeldHost(t, e)
 	if e.srv.Yield() != nil {
 		t.Fatal("a window although LiveQueryPriority is off")
 	}
@@ -116,4 +98,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within 10 s", what)
 		}
 	}
+}
+
+// queryHeldHost enrolls a long-polling host, waits until its read is held
+// and starts a live query to it; the channel gets what the read returned.
+func queryHeldHost(t *testing.T, e *env) <-chan map[string]string {
+	t.Helper()
+	key, h := e.enroll("enroll_vigil.json")
+	read := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(context.Background(), key, 30_000)
+		read <- q // the query wakes it
+	}()
+	waitFor(t, "the read is held", func() bool { return e.srv.notify.held(h.ID) })
+	if _, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	return read
 }

@@ -29,12 +29,7 @@ func BenchmarkExecBurstAgent(b *testing.B) {
 	}
 	const execs, workers = 5000, 8
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "vigil-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building agent: %v\n%s", err, out)
-	}
+	bin := buildAgent(b, dir)
 	cfg := `{"schedule": {"execs": {"query": "SELECT pid, path, cmdline FROM process_events", "interval": 1}}}`
 	cfgPath := filepath.Join(dir, "osquery.conf")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {

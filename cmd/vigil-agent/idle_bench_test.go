@@ -32,12 +32,7 @@ func BenchmarkIdleAgent(b *testing.B) {
 		window = time.Duration(n) * time.Second
 	}
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "vigil-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building agent: %v\n%s", err, out)
-	}
+	bin := buildAgent(b, dir)
 	cfg, err := json.Marshal(agent.DefaultConfig(10 * time.Second))
 	if err != nil {
 		b.Fatal(err)
@@ -104,4 +99,17 @@ func cpuTicks(b *testing.B, pid int) int64 {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + st
+}
+
+// buildAgent builds the static agent binary into dir for a benchmark that
+// measures the real process.
+func buildAgent(b *testing.B, dir string) string {
+	b.Helper()
+	bin := filepath.Join(dir, "vigil-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building agent: %v\n%s", err, out)
+	}
+	return bin
 }
