@@ -72,14 +72,8 @@ func (h CampaignHost) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"row_count":`...)
 	b = strconv.AppendInt(b, int64(h.RowCount), 10)
 	if len(h.Columns) > 0 {
-		b = append(b, `,"columns":[`...)
-		for i, c := range h.Columns {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = osquery.AppendString(b, c)
-		}
-		b = append(b, ']')
+		b = append(b, `,"columns":`...)
+		b = osquery.AppendStrings(b, h.Columns)
 	}
 	if len(h.Rows) > 0 {
 		b = append(b, `,"rows":`...)
@@ -289,11 +283,7 @@ func (db *DB) RecordResult(ctx context.Context, campaignID, hostID string, r Res
 		// In column order: the stored JSON reads in the SELECT's order too.
 		rowsJSON = string(osquery.AppendRows(nil, rows, r.Columns))
 		if len(r.Columns) > 0 {
-			b, err := json.Marshal(r.Columns)
-			if err != nil {
-				return false, false, fmt.Errorf("state: encoding columns: %w", err)
-			}
-			columnsJSON = string(b)
+			columnsJSON = string(osquery.AppendStrings(nil, r.Columns))
 		}
 	} else {
 		r.Columns = nil

@@ -53,14 +53,8 @@ func (d ResultData) MarshalJSON() ([]byte, error) {
 	b = append(b, `,"hostname":`...)
 	b = osquery.AppendString(b, d.Hostname)
 	if len(d.Columns) > 0 {
-		b = append(b, `,"columns":[`...)
-		for i, c := range d.Columns {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = osquery.AppendString(b, c)
-		}
-		b = append(b, ']')
+		b = append(b, `,"columns":`...)
+		b = osquery.AppendStrings(b, d.Columns)
 	}
 	b = append(b, `,"rows":`...)
 	b = osquery.AppendRows(b, d.Rows, d.Columns)
