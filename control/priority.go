@@ -31,9 +31,6 @@ func (s *Server) Yield() <-chan struct{} {
 	p := &s.prio
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ch == nil {
-		return nil
-	}
 	return p.ch
 }
 
