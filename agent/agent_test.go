@@ -375,6 +375,7 @@ func TestDistributedQueries(t *testing.T) {
 				o.LongPollWait = 2 * time.Second
 				if longPoll {
 					o.DistributedInterval = time.Hour // only the long poll can answer quickly
+					o.LoggerTLSPeriod = 3 * time.Second // holds last LongPollWait
 				}
 			})
 			if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Reads()) > 0 }) {

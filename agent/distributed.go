@@ -26,7 +26,8 @@ func (a *Agent) distributedLoop(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		start := time.Now()
-		n, err := a.distributedOnce(ctx)
+		hold := a.holdWait()
+		n, err := a.distributedOnce(ctx, hold)
 		if ctx.Err() != nil {
 			return
 		}
@@ -36,7 +37,7 @@ func (a *Agent) distributedLoop(ctx context.Context) {
 			a.baseLog.Warn("distributed query poll failed", "err", err, "retry_in", backoff)
 			wait = min(backoff, a.distributedInterval())
 			backoff = min(backoff*2, 5*time.Minute)
-		case a.opts.LongPoll && (n > 0 || time.Since(start) >= a.opts.LongPollWait/2):
+		case a.opts.LongPoll && (n > 0 || time.Since(start) >= hold/2):
 			backoff = time.Second
 			wait = 0
 		default:
@@ -60,15 +61,24 @@ func (a *Agent) distributedInterval() time.Duration {
 	return a.opts.DistributedInterval
 }
 
+// holdWait is how long a long-polling agent asks the server to hold
+// distributed/read: LongPollWait, but no longer than logger_tls_period,
+// since the held read occupies the agent's one connection and the next
+// log send waits for it (newTransport).
+func (a *Agent) holdWait() time.Duration {
+	return min(a.opts.LongPollWait, a.loggerPeriod())
+}
+
 // distributedOnce reads pending queries, runs them and writes the results.
-// It returns how many queries it answered.
-func (a *Agent) distributedOnce(ctx context.Context) (int, error) {
+// With LongPoll the server may hold each request up to hold. It returns
+// how many queries it answered.
+func (a *Agent) distributedOnce(ctx context.Context, hold time.Duration) (int, error) {
 	wait := 0
 	rctx := ctx
 	if a.opts.LongPoll {
-		wait = int(a.opts.LongPollWait / time.Millisecond)
+		wait = max(int(hold/time.Millisecond), 1)
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, a.opts.LongPollWait+30*time.Second)
+		rctx, cancel = context.WithTimeout(ctx, hold+30*time.Second)
 		defer cancel()
 	}
 	var rd osquery.DistributedReadResponse

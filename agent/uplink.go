@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,16 +56,33 @@ type uplink struct {
 func newUplink(a *Agent) *uplink {
 	c := a.opts.HTTPClient
 	if c == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: a.opts.RootCAs, MinVersion: tls.VersionTLS12}
-		tr.Proxy = http.ProxyFromEnvironment
-		c = &http.Client{Transport: tr}
+		c = &http.Client{Transport: newTransport(a.opts.RootCAs)}
 	}
 	u := &uplink{a: a, base: a.opts.ServerURL, client: c}
 	if b, err := os.ReadFile(filepath.Join(a.opts.DataDir, nodeKeyFile)); err == nil {
 		u.nodeKey = strings.TrimSpace(string(b))
 	}
 	return u
+}
+
+// newTransport keeps one HTTP/1.1 connection to the server, as osquery
+// does, and sends every request over it in turn. A server holds one
+// connection per agent, and HTTP/1.1 costs it much less than HTTP/2 per
+// request and per connection: with 10,000 simulated agents long polling,
+// a live query to all of them was answered in 1.7 s instead of 2.9–3.1 s
+// and the server's peak memory fell from 0.81–0.87 GB to 0.69 GB (see
+// docs/scaling.md). A held distributed/read occupies the connection, so a
+// log send waits for the hold to end; the hold is bounded by
+// logger_tls_period (holdWait).
+func newTransport(roots *x509.CertPool) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	tr.Proxy = http.ProxyFromEnvironment
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no HTTP/2
+	tr.MaxConnsPerHost = 1
+	tr.MaxIdleConnsPerHost = 1
+	return tr
 }
 
 func (u *uplink) key() string {

@@ -44,6 +44,7 @@ type Server struct {
 	discovery map[string]string
 	writes    []osquery.DistributedWriteRequest
 	authHdrs  []string
+	conns     map[string]bool // client addresses of node requests
 }
 
 // NewServer starts a TLS server requiring secret at enrollment.
@@ -54,6 +55,7 @@ func NewServer(secret string) *Server {
 		config:       []byte(`{}`),
 		pending:      map[string]string{},
 		discovery:    map[string]string{},
+		conns:        map[string]bool{},
 	}
 	s.changed = sync.NewCond(&s.mu)
 	mux := http.NewServeMux()
@@ -64,6 +66,14 @@ func NewServer(secret string) *Server {
 	mux.HandleFunc("POST "+osquery.PathDistributedWrite, s.node(s.writeH))
 	s.Server = httptest.NewTLSServer(mux)
 	return s
+}
+
+// Conns is how many client connections (distinct remote addresses) the
+// node requests came over.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // CertPool trusts the server's certificate.
@@ -111,6 +121,7 @@ func (s *Server) node(h func(w http.ResponseWriter, r *http.Request, body []byte
 		}
 		s.mu.Lock()
 		s.authHdrs = append(s.authHdrs, r.Header.Get("Authorization"))
+		s.conns[r.RemoteAddr] = true
 		valid := false
 		for k := range s.nodeKeys {
 			if subtle.ConstantTimeCompare([]byte(k), []byte(nr.NodeKey)) == 1 {

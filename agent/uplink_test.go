@@ -1,0 +1,42 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/agent/agenttest"
+)
+
+// A long-polling agent keeps one connection: its held read and its log
+// sends take turns on it, so each hold lasts at most logger_tls_period and
+// logs still leave about that often.
+func TestLongPollOneConnection(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1}}))
+	const period = 300 * time.Millisecond
+	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = period
+		o.DistributedInterval = time.Hour // only the long poll can answer quickly
+	})
+	// Results are logged every second; with the read held for 20 s they
+	// would wait for it.
+	if !srv.WaitFor(10*time.Second, func() bool { return len(linesOf(srv, "u")) >= 1 && len(srv.Reads()) >= 3 }) {
+		t.Fatalf("after 10 s: %d result lines, %d reads", len(linesOf(srv, "u")), len(srv.Reads()))
+	}
+	for i, rd := range srv.Reads() {
+		if rd.VigilWait != int(period/time.Millisecond) {
+			t.Errorf("read %d asked for a %d ms hold, want %d (logger_tls_period bounds LongPollWait)", i, rd.VigilWait, period/time.Millisecond)
+		}
+	}
+	srv.AddQuery("q", "SELECT 1 AS one", "")
+	if !srv.WaitFor(5*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
+		t.Fatal("live query not answered within 5 s")
+	}
+	r.stop(t)
+	if n := srv.Conns(); n != 1 {
+		t.Errorf("the agent used %d connections, want 1", n)
+	}
+}
