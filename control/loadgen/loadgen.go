@@ -350,20 +350,28 @@ func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.Distribu
 	return out.Queries, nil
 }
 
-// newClient gives each simulated agent its own connection pool, as real
-// agents have: one shared transport made its mutex the bottleneck of the
-// simulation rather than the server. A long-polling agent speaks HTTP/2
-// when the server offers it, so its held read and its logs share one
-// connection: over HTTP/1.1 each agent needs two, and 10,000 agents
-// exceeded a 20,000-descriptor limit on both sides. Polling agents keep
-// HTTP/1.1 (as osquery) with one idle connection.
+// newClient gives each simulated agent its own connection, as real agents
+// have: one shared transport made its mutex the bottleneck of the
+// simulation rather than the server. Every agent speaks HTTP/1.1 over one
+// kept-alive connection and sends its requests in turn, as osquery does
+// and as Vigil's agent does when long polling (its held read occupies the
+// connection; a log send waits for the hold, which lasts at most the log
+// interval: holdWait).
 func newClient(opts Options) *http.Client {
 	return &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2:   opts.LongPoll,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{}, // no HTTP/2
+		MaxConnsPerHost:     1,
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     90 * time.Second,
 	}}
+}
+
+// holdWait is how long a long-polling agent asks for its read to be held:
+// 30 s, but no longer than the log interval, as Vigil's agent bounds it by
+// logger_tls_period.
+func (o Options) holdWait() int {
+	return int(max(min(30*time.Second, o.LogInterval), time.Millisecond) / time.Millisecond)
 }
 
 func (a *simAgent) enroll(ctx context.Context) error {
@@ -426,7 +434,7 @@ func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
 	for ctx.Err() == nil {
 		req := osquery.NodeRequest{NodeKey: a.key}
 		if a.g.opts.LongPoll {
-			req.VigilWait = 30_000
+			req.VigilWait = a.g.opts.holdWait()
 		}
 		var rr osquery.DistributedReadResponse
 		var err error
