@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -284,7 +285,7 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 	if a.key != "" {
 		req.Header.Set("Authorization", "NodeKey "+a.key)
 	}
-	start := time.Now()
+	req, elapsed := traced(req)
 	resp, err := a.client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
@@ -307,7 +308,7 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 	if ctx.Err() != nil && err != nil {
 		return ctx.Err() // the run ended; not the server's fault
 	}
-	a.g.rec.record(path, time.Since(start), err)
+	a.g.rec.record(path, elapsed(), err)
 	return err
 }
 
@@ -329,14 +330,14 @@ func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.Distribu
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "osquery/5.12.1 (vigil loadgen)")
 	req.Header.Set("Authorization", "NodeKey "+a.key)
-	start := time.Now()
+	req, elapsed := traced(req)
 	resp, err := a.client.Do(req)
 	if err == nil && resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
 	}
-	a.g.rec.record(osquery.PathDistributedWrite, time.Since(start), err)
+	a.g.rec.record(osquery.PathDistributedWrite, elapsed(), err)
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +366,34 @@ func newClient(opts Options) *http.Client {
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     90 * time.Second,
 	}}
+}
+
+// traced returns req with a clock that starts once the request has its
+// connection (or starts dialing one): time spent waiting for the agent's
+// one connection, busy with a held read, is the agent's and not the
+// server's, and is left out of the endpoint latencies.
+func traced(req *http.Request) (*http.Request, func() time.Duration) {
+	created := time.Now()
+	var start, dial time.Time
+	tr := &httptrace.ClientTrace{
+		ConnectStart: func(string, string) {
+			if dial.IsZero() {
+				dial = time.Now()
+			}
+		},
+		GotConn: func(info httptrace.GotConnInfo) {
+			start = time.Now()
+			if !info.Reused && !dial.IsZero() {
+				start = dial
+			}
+		},
+	}
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), tr)), func() time.Duration {
+		if start.IsZero() {
+			return time.Since(created)
+		}
+		return time.Since(start)
+	}
 }
 
 // holdWait is how long a long-polling agent asks for its read to be held:
