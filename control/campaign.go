@@ -98,8 +98,6 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		return Campaign{}, fmt.Errorf("control: %w", err)
 	}
 	s.stats.campaignsStarted.Add(1)
-	s.logger.Info("live query started", "campaign", c.ID, "actor", actor, "hosts", len(c.Hosts), "pending", c.Summary.Pending,
-		"setup", time.Since(start).Round(time.Millisecond))
 	if !c.Done {
 		s.scheduleDeadline(c.ID, c.Deadline)
 	}
@@ -114,6 +112,8 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 			}
 		}
 	}
+	s.logger.Info("live query started", "campaign", c.ID, "actor", actor, "hosts", len(c.Hosts), "pending", c.Summary.Pending,
+		"held", len(held), "setup", time.Since(start).Round(time.Millisecond))
 	s.local.add(c.ID, c.SQL, c.Deadline, held)
 	if len(held) > 0 {
 		// Their answers come within moments: give them the cores.
