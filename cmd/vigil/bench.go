@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	readEvery := fs.Duration("distributed-interval", 60*time.Second, "distributed/read polling interval without --long-poll (osquery's default is 60s)")
 	longPoll := fs.Bool("long-poll", false, "announce Vigil's long-poll capability and hold distributed/read open")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cpuProfile := fs.String("cpu-profile", "", "write the load generator's own CPU profile to `FILE` (to see what the simulation costs)")
 	liveQuery := fs.String("live-query", "", "once every agent is enrolled, send this live query to all hosts through the people API (needs --data-dir's profile) and time it until every result is in")
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
@@ -71,6 +73,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !pool.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("%s holds no PEM certificate", *caFile)
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench agents: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench agents: starting the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(stderr, "simulating %d agents against %s for %s…\n", *count, *server, *duration)
 	var live chan liveResult

@@ -2,11 +2,16 @@ package loadgen
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigilhq/vigil/osquery"
 )
 
 // An agent's request that waits for its one connection, busy with a held
@@ -48,5 +53,33 @@ func TestTracedLeavesOutTheWaitForTheConnection(t *testing.T) {
 	}
 	if got > wall/2 {
 		t.Errorf("timed %v of a %v wait-and-request; the wait for the connection was counted", got, wall)
+	}
+}
+
+// The hand-encoded log body is valid JSON and decodes to the lines
+// encoding/json would have sent.
+func TestLogBody(t *testing.T) {
+	a := &simAgent{g: &fleet{opts: Options{LinesPerLog: 3}}, key: `k"ey\`, ident: "loadgen-7"}
+	now := time.Unix(1_790_000_000, 0)
+	var got osquery.LogRequest
+	if err := json.Unmarshal(a.logBody(now), &got); err != nil {
+		t.Fatalf("log body is not JSON: %v", err)
+	}
+	if got.NodeKey != `k"ey\` || got.LogType != osquery.LogTypeResult || len(got.Data) != 3 {
+		t.Fatalf("request %+v", got)
+	}
+	for i, raw := range got.Data {
+		var l osquery.ResultLine
+		if err := json.Unmarshal(raw, &l); err != nil {
+			t.Fatal(err)
+		}
+		n := i + 1
+		want := osquery.ResultLine{Name: "process_events", HostIdentifier: "loadgen-7", CalendarTime: osquery.CalendarTime(now),
+			UnixTime: osquery.Int(now.Unix()), Counter: osquery.Int(n), Action: osquery.ActionAdded,
+			Columns: map[string]string{"pid": strconv.Itoa(1000 + n), "path": "/usr/bin/true", "cmdline": "true " + strconv.Itoa(n),
+				"parent": "1", "uid": "0", "time": strconv.FormatInt(now.Unix(), 10)}}
+		if !reflect.DeepEqual(l, want) {
+			t.Errorf("line %d:\n got %+v\nwant %+v", i, l, want)
+		}
 	}
 }
