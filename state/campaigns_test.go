@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/osquery"
 )
 
 func testCampaignLifecycle(t *testing.T, db *DB) {
@@ -367,5 +369,97 @@ func testCampaignConcurrentAnswers(t *testing.T, db *DB) {
 		if len(h.Rows) != 1 || h.Rows[0]["host"] != h.HostID || h.RowCount != 1 {
 			t.Fatalf("host %s stored %v (%d rows)", h.HostID, h.Rows, h.RowCount)
 		}
+	}
+}
+
+// One batch of the result writer: two campaigns, a host answering twice,
+// errors, and answers to a campaign that already timed out.
+func TestWriteResultsBatch(t *testing.T) { forEachBackend(t, testWriteResultsBatch) }
+
+func testWriteResultsBatch(t *testing.T, db *DB) {
+	ctx := context.Background()
+	now := time.Now()
+	const n = 700
+	var hosts []CampaignHost
+	for i := range n {
+		hosts = append(hosts, CampaignHost{HostID: fmt.Sprint("h-", i), Hostname: fmt.Sprint("host-", i)})
+	}
+	open, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 1", Actor: "a", CreatedAt: now, Deadline: now.Add(time.Minute), Hosts: hosts}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := db.CreateCampaign(ctx, Campaign{SQL: "SELECT 2", Actor: "a", CreatedAt: now, Deadline: now.Add(time.Minute), Hosts: hosts[:5]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.ExpireCampaign(ctx, expired.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	answer := func(campaign string, i int, try int) *resultReq {
+		r := Result{Status: StatusOK, Rows: []map[string]string{{"b": fmt.Sprint(i), "a": fmt.Sprint(try)}}, Columns: []string{"b", "a"},
+			Time: now.Add(time.Duration(i) * time.Millisecond)}
+		q := &resultReq{campaignID: campaign, hostID: fmt.Sprint("h-", i), r: r,
+			rowsJSON: string(osquery.AppendRows(nil, r.Rows, r.Columns)), columnsJSON: string(osquery.AppendStrings(nil, r.Columns))}
+		if i%7 == 3 {
+			q.r = Result{Status: StatusError, Error: fmt.Sprint("no such table ", i), Time: r.Time}
+			q.rowsJSON, q.columnsJSON = nil, nil
+		}
+		return q
+	}
+	var batch []*resultReq
+	for i := range n {
+		batch = append(batch, answer(open.ID, i, 0))
+		if i == 10 {
+			batch = append(batch, answer(open.ID, 10, 1)) // the same host again
+		}
+		if i < 5 {
+			batch = append(batch, answer(expired.ID, i, 0))
+		}
+	}
+	if err := db.writeResults(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	recorded, completed := map[string]int{}, 0
+	for _, q := range batch {
+		if q.recorded {
+			recorded[q.campaignID]++
+		}
+		if q.completed {
+			completed++
+			if q.campaignID != open.ID || q.hostID != fmt.Sprint("h-", n-1) {
+				t.Errorf("completed by %s of %s, want the batch's last answer to the open campaign", q.hostID, q.campaignID)
+			}
+		}
+	}
+	if recorded[open.ID] != n || recorded[expired.ID] != 0 || completed != 1 {
+		t.Fatalf("recorded %v, %d completions; want %d for the open campaign, none for the expired one, 1 completion", recorded, completed, n)
+	}
+	got, err := db.GetCampaign(ctx, open.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Done || got.Summary.OK+got.Summary.Error != n {
+		t.Fatalf("campaign %+v", got.Summary)
+	}
+	for _, h := range got.Hosts {
+		var i int
+		fmt.Sscanf(h.HostID, "h-%d", &i)
+		if i%7 == 3 {
+			if h.Status != StatusError || h.Error != fmt.Sprint("no such table ", i) || h.Rows != nil || h.RowCount != 0 {
+				t.Fatalf("host %s: %+v", h.HostID, h)
+			}
+			continue
+		}
+		if h.Status != StatusOK || len(h.Rows) != 1 || h.Rows[0]["b"] != fmt.Sprint(i) || h.Rows[0]["a"] != "0" ||
+			h.RowCount != 1 || !slices.Equal(h.Columns, []string{"b", "a"}) || !h.UpdatedAt.Equal(fromTS(ts(now.Add(time.Duration(i)*time.Millisecond)))) {
+			t.Fatalf("host %s: %+v", h.HostID, h)
+		}
+	}
+	exp, err := db.GetCampaign(ctx, expired.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp.Summary.Timeout != 5 {
+		t.Fatalf("expired campaign %+v: an answer after the timeout was recorded", exp.Summary)
 	}
 }
