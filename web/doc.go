@@ -30,7 +30,10 @@
 //	          GET  /api/v1/rules/{id}/source         {"id","yaml"}
 //	          GET  /api/v1/suppressions?expired=1    {"suppressions":[...]}, newest first; expired ones only with expired=1
 //	          GET  /api/v1/outputs                   {"configured","outputs":[{"name","kind","sent","attempts","failures","dead_lettered","dropped","queued"}]}
-//	operator  POST /api/v1/queries                   {"sql","hosts":[id|identifier|hostname],"all"} -> 201 {"id","hosts"}
+//	operator  POST /api/v1/queries                   {"sql","hosts":[id|identifier|hostname],"all"} -> 201 {"id","hosts"};
+//	                                                 with Accept: text/event-stream, 201 and the query's events in one
+//	                                                 request: created {"id","total","pending","offline"}, then result,
+//	                                                 status, done as from .../stream (vigil query uses this)
 //	          PATCH /api/v1/alerts/{id}              {"status","assignee","close_reason"}
 //	          POST /api/v1/alerts/bulk               {"ids":[...],"status","assignee","close_reason"} -> {"updated","failed":{id:why}}
 //	          GET  /api/v1/carves/{id}/data          the carved bytes (audited)

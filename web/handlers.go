@@ -1,8 +1,10 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -158,12 +160,52 @@ func (a *API) startQuery(w http.ResponseWriter, r *http.Request, p state.Princip
 		a.fail(w, r, err)
 		return
 	}
+	w.Header().Set("Location", "/api/v1/queries/"+c.ID)
+	if acceptsEventStream(r) {
+		// The query and its results in one request: no list of every
+		// target to encode and read first (a megabyte at 10,000 hosts),
+		// and no second request that replays what came meanwhile.
+		events, cancel := a.ctl.Subscribe(c.ID)
+		defer cancel()
+		created := QueryCreated{ID: c.ID, Total: c.Summary.Total, Pending: c.Summary.Pending, Offline: c.Summary.Offline}
+		a.serveEvents(w, r, http.StatusCreated, events, func(w io.Writer) error {
+			b, err := json.Marshal(created)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(w, "event: created\ndata: %s\n\n", b)
+			return err
+		})
+		return
+	}
 	out := QueryStarted{ID: c.ID, Hosts: make([]QueryTarget, len(c.Hosts))}
 	for i, h := range c.Hosts {
 		out.Hosts[i] = QueryTarget{ID: h.HostID, Hostname: h.Hostname, Status: h.Status}
 	}
-	w.Header().Set("Location", "/api/v1/queries/"+c.ID)
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// QueryCreated is the first event of POST /api/v1/queries answered as a
+// stream (Accept: text/event-stream); the campaign's events follow, as
+// from GET /api/v1/queries/{id}/stream.
+type QueryCreated struct {
+	ID      string `json:"id"`
+	Total   int    `json:"total"`
+	Pending int    `json:"pending"`
+	Offline int    `json:"offline"`
+}
+
+// acceptsEventStream is true when the client asked for server-sent events.
+func acceptsEventStream(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *API) listQueries(w http.ResponseWriter, r *http.Request, _ state.Principal) {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -78,14 +79,24 @@ func (a *API) streamQuery(w http.ResponseWriter, r *http.Request, _ state.Princi
 	}
 	events, cancel := a.ctl.Subscribe(id)
 	defer cancel()
+	a.serveEvents(w, r, http.StatusOK, events, nil)
+}
 
+// serveEvents writes a campaign's events as server-sent events until done
+// (or the client leaves); first, if any, is written before them.
+func (a *API) serveEvents(w http.ResponseWriter, r *http.Request, status int, events <-chan control.CampaignEvent, first func(w io.Writer) error) {
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's WriteTimeout
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(status)
+	if first != nil {
+		if err := first(w); err != nil {
+			return
+		}
+	}
 	rc.Flush()
 
 	tick := time.NewTicker(heartbeat)

@@ -1,9 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +243,75 @@ func TestResultDataJSON(t *testing.T) {
 	d := ResultData{HostID: "h", Hostname: "w", Columns: []string{"pid", "name"}, Rows: []map[string]string{{"name": "init", "pid": "1"}}}
 	if got, _ := json.Marshal(d); string(got) != `{"host_id":"h","hostname":"w","columns":["pid","name"],"rows":[{"pid":"1","name":"init"}]}` {
 		t.Errorf("ordered: %s", got)
+	}
+}
+
+// POST /api/v1/queries with Accept: text/event-stream starts the query and
+// streams it: a created event naming it, then the events GET .../stream
+// gives, in one request.
+func TestStartQueryStream(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testStartQueryStream(t, newEnv(t, nil)) })
+	t.Run("postgres", func(t *testing.T) { testStartQueryStream(t, newEnvAt(t, pgtest.URL(t), nil)) })
+}
+
+func testStartQueryStream(t *testing.T, e *env) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ok, bad := e.enroll("web-01", true), e.enroll("web-02", true)
+	ok.answer = func(string) ([]map[string]string, int, string) { return []map[string]string{{"one": "1"}}, 0, "" }
+	bad.answer = func(string) ([]map[string]string, int, string) { return nil, 1, "no such table: nope" }
+	go ok.run(ctx)
+	go bad.run(ctx)
+
+	post := func(token string) *http.Request {
+		b, _ := json.Marshal(QueryRequest{SQL: "SELECT 1 AS one", All: true})
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.people.URL+"/api/v1/queries", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Accept", "application/json;q=0.5, text/event-stream")
+		return req
+	}
+	if r, err := e.client.Do(post(e.tokens[state.RoleViewer])); err != nil || r.StatusCode != http.StatusForbidden {
+		t.Fatalf("a viewer starting a streamed query: %v %v, want 403", r.StatusCode, err)
+	}
+	evs, hdr := e.readEvents(post(e.tokens[state.RoleOperator]), http.StatusCreated)
+	if len(evs) == 0 || evs[0].name != "created" {
+		t.Fatalf("first event %+v, want created", evs)
+	}
+	var created QueryCreated
+	if err := json.Unmarshal([]byte(evs[0].data), &created); err != nil || created.ID == "" || created.Total != 2 || created.Pending != 2 {
+		t.Fatalf("created %s (%v)", evs[0].data, err)
+	}
+	if hdr.Get("Content-Type") != "text/event-stream" || hdr.Get("Location") != "/api/v1/queries/"+created.ID {
+		t.Errorf("headers %v", hdr)
+	}
+	summary := func(evs []sseEvent) string {
+		var out []string
+		for _, ev := range evs {
+			switch ev.name {
+			case "result", "status":
+				var d struct {
+					Hostname string              `json:"hostname"`
+					Status   string              `json:"status"`
+					Error    string              `json:"error"`
+					Rows     []map[string]string `json:"rows"`
+				}
+				json.Unmarshal([]byte(ev.data), &d)
+				out = append(out, fmt.Sprint(ev.name, " ", d.Hostname, " ", d.Status, d.Error, d.Rows))
+			case "done":
+				out = append(out, "done "+ev.data)
+			}
+		}
+		slices.Sort(out)
+		return strings.Join(out, "; ")
+	}
+	const want = `done {"total":2,"ok":1,"error":1,"timeout":0,"offline":0}; result web-01 [map[one:1]]; ` +
+		`status web-01 ok[]; status web-02 errorno such table: nope[]`
+	if got := summary(evs[1:]); got != want {
+		t.Errorf("streamed events:\n got %s\nwant %s", got, want)
+	}
+	// The campaign is the one GET .../stream replays.
+	replay, _ := e.stream(created.ID, e.tokens[state.RoleViewer], 20*time.Second)
+	if got := summary(replay); got != want {
+		t.Errorf("replayed events:\n got %s\nwant %s", got, want)
 	}
 }

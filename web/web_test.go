@@ -217,14 +217,20 @@ func (e *env) stream(id, token string, deadline time.Duration) ([]sseEvent, http
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", e.people.URL+"/api/v1/queries/"+id+"/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
+	return e.readEvents(req, 200)
+}
+
+// readEvents sends req and reads its server-sent events until done.
+func (e *env) readEvents(req *http.Request, status int) ([]sseEvent, http.Header) {
+	e.t.Helper()
 	res, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer res.Body.Close()
-	if res.StatusCode != 200 {
+	if res.StatusCode != status {
 		b, _ := io.ReadAll(res.Body)
-		e.t.Fatalf("stream: %d %s", res.StatusCode, b)
+		e.t.Fatalf("stream: %d %s, want %d", res.StatusCode, b, status)
 	}
 	var evs []sseEvent
 	var cur sseEvent

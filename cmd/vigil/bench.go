@@ -137,7 +137,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // liveResult is how long a live query to the whole simulated fleet took.
 type liveResult struct {
 	Hosts   int           `json:"hosts"`
-	Created time.Duration `json:"created"` // when POST /api/v1/queries answered
+	Created time.Duration `json:"created"` // when the query's created event came
 	FirstIn time.Duration `json:"first_result"`
 	AllIn   time.Duration `json:"all_results"`
 	Done    doneEvent     `json:"done"`
@@ -170,26 +170,23 @@ func timeLiveQuery(ctx context.Context, c *client, sql string, want int) liveRes
 		}
 	}
 	start := time.Now()
-	var created struct {
-		ID    string         `json:"id"`
-		Hosts []campaignHost `json:"hosts"`
-	}
-	if err := c.do(ctx, http.MethodPost, "/api/v1/queries", map[string]any{"sql": sql, "all": true}, &created); err != nil {
-		return liveResult{Error: err.Error()}
-	}
-	res := liveResult{Hosts: len(created.Hosts), Created: time.Since(start)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/queries/"+created.ID+"/stream", nil)
-	if err != nil {
-		return liveResult{Error: err.Error()}
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
+	resp, err := c.openStream(ctx, http.MethodPost, "/api/v1/queries", map[string]any{"sql": sql, "all": true})
 	if err != nil {
 		return liveResult{Error: err.Error()}
 	}
 	defer resp.Body.Close()
+	var res liveResult
 	err = readSSE(resp.Body, func(event string, data []byte) (bool, error) {
 		switch event {
+		case "created":
+			res.Created = time.Since(start)
+			var c struct {
+				Total int `json:"total"`
+			}
+			if err := json.Unmarshal(data, &c); err != nil {
+				return false, err
+			}
+			res.Hosts = c.Total
 		case "result":
 			if res.FirstIn == 0 {
 				res.FirstIn = time.Since(start)

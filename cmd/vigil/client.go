@@ -217,40 +217,57 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	req := map[string]any{"sql": rest[0], "hosts": []string(hosts), "all": len(hosts) == 0}
-	var created struct {
-		ID    string         `json:"id"`
-		Hosts []campaignHost `json:"hosts"`
-	}
-	if err := c.do(ctx, http.MethodPost, "/api/v1/queries", req, &created); err != nil {
-		return err
-	}
-	if !cf.json {
-		fmt.Fprintf(stderr, "live query %s sent to %d host(s)\n", created.ID, len(created.Hosts))
-	}
-	return c.stream(ctx, created.ID, cf.json, stdout, stderr)
-}
-
-// stream reads the campaign's server-sent events and prints rows as they
-// arrive. It returns an error when any host answered with an error.
-func (c *client) stream(ctx context.Context, id string, asJSON bool, stdout, stderr io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/queries/"+id+"/stream", nil)
+	resp, err := c.openStream(ctx, http.MethodPost, "/api/v1/queries", req)
 	if err != nil {
 		return err
 	}
+	defer resp.Body.Close()
+	return printEvents(resp.Body, cf.json, stdout, stderr)
+}
+
+// openStream sends a request for server-sent events (POST /api/v1/queries
+// answers with the new query's events) and checks its status.
+func (c *client) openStream(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("streaming results: %w", err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return responseError(http.MethodGet, "/api/v1/queries/"+id+"/stream", resp)
+		defer resp.Body.Close()
+		return nil, responseError(method, path, resp)
 	}
+	return resp, nil
+}
+
+// printEvents reads a live query's server-sent events and prints rows as
+// they arrive. It returns an error when any host answered with an error.
+func printEvents(body io.Reader, asJSON bool, stdout, stderr io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	failed := 0
-	err = readSSE(resp.Body, func(event string, data []byte) (bool, error) {
+	err := readSSE(body, func(event string, data []byte) (bool, error) {
 		switch event {
+		case "created":
+			var c struct {
+				ID    string `json:"id"`
+				Total int    `json:"total"`
+			}
+			if err := json.Unmarshal(data, &c); err != nil {
+				return false, fmt.Errorf("bad created event: %w", err)
+			}
+			if !asJSON {
+				fmt.Fprintf(stderr, "live query %s sent to %d host(s)\n", c.ID, c.Total)
+			}
 		case "result":
 			var r resultEvent
 			if err := json.Unmarshal(data, &r); err != nil {

@@ -18,11 +18,14 @@ import (
 // the event's column list when it has one, in text and in --json.
 func TestQueryStreamColumnOrder(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/v1/queries/q1/stream" || r.Header.Get("Authorization") != "Bearer tok" {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/queries" || r.Header.Get("Authorization") != "Bearer tok" ||
+			r.Header.Get("Accept") != "text/event-stream" {
 			http.Error(w, `{"error":"unexpected request"}`, http.StatusNotFound)
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, "event: created\ndata: {\"id\":\"q1\",\"total\":2,\"pending\":2,\"offline\":0}\n\n")
 		fmt.Fprint(w, "event: result\ndata: {\"host_id\":\"h1\",\"hostname\":\"web-1\",\"rows\":[{\"pid\":\"42\",\"name\":\"sleep\",\"cmdline\":\"sleep 300\",\"uid\":null}]}\n\n")
 		fmt.Fprint(w, ": keep-alive\n\n")
 		fmt.Fprint(w, "event: result\ndata: {\"host_id\":\"h2\",\"hostname\":\"web-2\",\"columns\":[\"name\",\"pid\"],\"rows\":[{\"pid\":\"7\",\"name\":\"init\"}]}\n\n")
@@ -33,20 +36,30 @@ func TestQueryStreamColumnOrder(t *testing.T) {
 	defer srv.Close()
 	c := &client{base: srv.URL, token: "tok", http: srv.Client()}
 
+	query := func(asJSON bool, out, errb *bytes.Buffer) error {
+		resp, err := c.openStream(context.Background(), http.MethodPost, "/api/v1/queries", map[string]any{"sql": "SELECT 1", "all": true})
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return printEvents(resp.Body, asJSON, out, errb)
+	}
 	var out, errb bytes.Buffer
-	if err := c.stream(context.Background(), "q1", false, &out, &errb); err != nil {
+	if err := query(false, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	want := "web-1\tpid=\"42\" name=\"sleep\" cmdline=\"sleep 300\" uid=\"\"\nweb-2\tname=\"init\" pid=\"7\"\n"
 	if out.String() != want {
 		t.Errorf("text output:\n%s\nwant:\n%s", out.String(), want)
 	}
-	if !strings.Contains(errb.String(), "done: 2 host(s), 2 ok") {
-		t.Errorf("stderr %q lacks the summary", errb.String())
+	for _, w := range []string{"live query q1 sent to 2 host(s)", "done: 2 host(s), 2 ok"} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("stderr %q lacks %q", errb.String(), w)
+		}
 	}
 
 	out.Reset()
-	if err := c.stream(context.Background(), "q1", true, &out, &errb); err != nil {
+	if err := query(true, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range []string{
