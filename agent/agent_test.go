@@ -374,7 +374,7 @@ func TestDistributedQueries(t *testing.T) {
 				o.LongPoll = longPoll
 				o.LongPollWait = 2 * time.Second
 				if longPoll {
-					o.DistributedInterval = time.Hour // only the long poll can answer quickly
+					o.DistributedInterval = time.Hour   // only the long poll can answer quickly
 					o.LoggerTLSPeriod = 3 * time.Second // holds last LongPollWait
 				}
 			})
@@ -412,8 +412,8 @@ func TestDistributedQueries(t *testing.T) {
 				t.Errorf("ordered: columns arrived as %v, want [b a c]", cols)
 			}
 			if longPoll {
-				if reads := srv.Reads(); reads[0].VigilWait != 2000 {
-					t.Errorf("vigil_wait_ms = %d", reads[0].VigilWait)
+				if w := srv.Reads()[0].VigilWait; w < 1500 || w > 2000 {
+					t.Errorf("vigil_wait_ms = %d, want LongPollWait (2000) less at most a quarter", w)
 				}
 				t.Logf("long poll: query answered %v after it was queued", latency)
 				if latency > 5*time.Second {

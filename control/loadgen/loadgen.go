@@ -402,9 +402,11 @@ func traced(req *http.Request) (*http.Request, func() time.Duration) {
 
 // holdWait is how long a long-polling agent asks for its read to be held:
 // 30 s, but no longer than the log interval, as Vigil's agent bounds it by
-// logger_tls_period.
+// logger_tls_period, less a random part of up to a quarter (as the agent:
+// agents that enrolled together would otherwise send their logs in step).
 func (o Options) holdWait() int {
-	return int(max(min(30*time.Second, o.LogInterval), time.Millisecond) / time.Millisecond)
+	d := int(max(min(30*time.Second, o.LogInterval), time.Millisecond) / time.Millisecond)
+	return d - int(randomUint(uint64(d/4+1)))
 }
 
 func (a *simAgent) enroll(ctx context.Context) error {
