@@ -9,9 +9,10 @@ import (
 )
 
 // defaultMemoryLimit is none: a limit near what is live makes the
-// garbage collector run without pause (at 10,000 agents, 768MiB took 40%
-// of the server's CPU and tripled live-query latency). Operators who cap
-// the process's memory set it a fifth or so below that cap.
+// garbage collector run without pause (at 10,000 agents over HTTP/2,
+// 768MiB took 40% of the server's CPU and tripled live-query latency;
+// over HTTP/1.1, 640MiB still slowed live queries). Operators who cap the
+// process's memory set it a fifth or so below that cap.
 const defaultMemoryLimit = "0"
 
 // applyMemoryLimit sets the Go runtime's soft memory limit, unless the

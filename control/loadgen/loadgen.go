@@ -455,7 +455,7 @@ func (a *simAgent) sendLog(ctx context.Context) error {
 }
 
 // logBody is a result log request of LinesPerLog process_events lines,
-// encoded by hand: through encoding/json the simulation spent a fifth of
+// encoded by hand: through encoding/json the simulation spent a sixth of
 // its CPU encoding them, which real agents spend on their own machines and
 // here took from the server under test.
 func (a *simAgent) logBody(now time.Time) []byte {
