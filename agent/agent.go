@@ -145,6 +145,11 @@ type Agent struct {
 	// the next poll answers them without reading. Only distributedLoop
 	// uses it.
 	heldNext map[string]string
+	// shipping is held while shipOnce sends. A long-polling agent's next
+	// held read waits for it: the read and the log sends share one
+	// connection (newTransport), and a backlog of many batches would
+	// otherwise leave at one batch per hold.
+	shipping sync.Mutex
 	log      *slog.Logger // component=agent; tees WARN/ERROR to the status spool
 	teeLog   *slog.Logger // the same without a component, for sub-components
 	baseLog  *slog.Logger // never tees (used by components that hold locks)

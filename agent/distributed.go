@@ -92,6 +92,11 @@ func (a *Agent) distributedOnce(ctx context.Context, hold time.Duration) (int, e
 		// The last write was held and came back with these.
 		rd.Queries, a.heldNext = a.heldNext, nil
 	} else {
+		if a.opts.LongPoll {
+			// Let a log send under way finish first (Agent.shipping).
+			a.shipping.Lock()
+			a.shipping.Unlock()
+		}
 		err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
 			return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
 		}, &rd)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -43,5 +44,44 @@ func TestLongPollOneConnection(t *testing.T) {
 	r.stop(t)
 	if n := srv.Conns(); n != 1 {
 		t.Errorf("the agent used %d connections, want 1", n)
+	}
+}
+
+// A backlog of many log batches leaves at once, not one batch per hold:
+// the next held read waits for the sends under way.
+func TestLongPollBacklogNotPaced(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	cfg := schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1}})
+	var c map[string]any
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["options"] = map[string]any{"logger_tls_max_lines": 1} // a batch per line
+	cfg, _ = json.Marshal(c)
+	srv.SetConfig(cfg)
+	users := []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"}
+	start(t, srv, t.TempDir(), fixtureRoot(t, users...), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = 2 * time.Second // holds of 1.5 to 2 s
+		o.DistributedInterval = time.Hour
+	})
+	var first time.Time
+	if !srv.WaitFor(20*time.Second, func() bool {
+		n := len(linesOf(srv, "u"))
+		if n > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		return n >= len(users)
+	}) {
+		t.Fatalf("%d of %d result lines after 20 s", len(linesOf(srv, "u")), len(users))
+	}
+	// Paced by holds, 8 batches would take 7 holds of at least 1.5 s.
+	if d := time.Since(first); d > 5*time.Second {
+		t.Errorf("the %d batches took %v from the first to the last: the backlog waited for holds", len(users), d)
+	}
+	if n := srv.LogPosts(); n < len(users) {
+		t.Errorf("%d log posts, want one per line (logger_tls_max_lines 1)", n)
 	}
 }
