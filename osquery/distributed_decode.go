@@ -66,9 +66,7 @@ func (d *writeDecoder) write(w *DistributedWriteRequest) error {
 		}
 		return d.typeError(c, typeWrite, "")
 	}
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
+	if d.closed('}') {
 		return d.end()
 	}
 	for {
@@ -105,15 +103,12 @@ func (d *writeDecoder) write(w *DistributedWriteRequest) error {
 		if err != nil {
 			return err
 		}
-		d.ws()
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		more, err := d.more('}', "a field of the object")
+		if err != nil {
+			return err
+		}
+		if !more {
 			return d.end()
-		default:
-			return d.syntax("after a field of the object: want ',' or '}'")
 		}
 	}
 }
@@ -212,10 +207,7 @@ func (d *writeDecoder) plainStatuses(w *DistributedWriteRequest) bool {
 	var ids []string
 	var codes []Int
 	d.i++
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
-	} else {
+	if !d.closed('}') {
 		for {
 			d.ws()
 			var id string
@@ -245,16 +237,13 @@ func (d *writeDecoder) plainStatuses(w *DistributedWriteRequest) bool {
 				code = n
 			}
 			ids, codes = append(ids, id), append(codes, Int(code))
-			d.ws()
-			if d.peek() == ',' {
-				d.i++
-				continue
-			}
-			if d.peek() != '}' {
+			more, err := d.more('}', "a status")
+			if err != nil {
 				return fail()
 			}
-			d.i++
-			break
+			if !more {
+				break
+			}
 		}
 	}
 	if w.Statuses == nil {
@@ -283,9 +272,7 @@ func (d *writeDecoder) queries(w *DistributedWriteRequest) error {
 	if w.Queries == nil {
 		w.Queries = map[string][]map[string]string{}
 	}
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
+	if d.closed('}') {
 		return nil
 	}
 	for {
@@ -311,15 +298,8 @@ func (d *writeDecoder) queries(w *DistributedWriteRequest) error {
 		case w.Columns != nil:
 			delete(w.Columns, id) // a repeated id: its last rows count
 		}
-		d.ws()
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return nil
-		default:
-			return d.syntax("after a query's rows: want ',' or '}'")
+		if more, err := d.more('}', "a query's rows"); err != nil || !more {
+			return err
 		}
 	}
 }
@@ -340,9 +320,7 @@ func (d *writeDecoder) rows(id string) ([]map[string]string, []string, error) {
 	}
 	rows := []map[string]string{}
 	var cols []string
-	d.ws()
-	if d.peek() == ']' {
-		d.i++
+	if d.closed(']') {
 		return rows, nil, nil
 	}
 	if d.s == "" {
@@ -368,15 +346,12 @@ func (d *writeDecoder) rows(id string) ([]map[string]string, []string, error) {
 			}
 			return nil, nil, d.typeError(c, typeRow, fmt.Sprintf("queries[%q][%d]", id, n))
 		}
-		d.ws()
-		switch d.peek() {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
+		more, err := d.more(']', "a row")
+		if err != nil {
+			return nil, nil, err
+		}
+		if !more {
 			return rows, cols, nil
-		default:
-			return nil, nil, d.syntax("after a row: want ',' or ']'")
 		}
 	}
 }
@@ -388,9 +363,7 @@ func (d *writeDecoder) row(id string, n int, cols *[]string) (map[string]string,
 	d.i++ // {
 	learn := len(*cols) == 0
 	m := make(map[string]string, len(*cols))
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
+	if d.closed('}') {
 		return m, nil
 	}
 	for k := 0; ; k++ {
@@ -438,17 +411,40 @@ func (d *writeDecoder) row(id string, n int, cols *[]string) (map[string]string,
 			}
 		}
 		m[key] = v
-		d.ws()
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		more, err := d.more('}', "a column's value")
+		if err != nil {
+			return nil, err
+		}
+		if !more {
 			return m, nil
-		default:
-			return nil, d.syntax("after a column's value: want ',' or '}'")
 		}
 	}
+}
+
+// closed reads the closing byte of an empty object or array, if that is
+// what comes next.
+func (d *writeDecoder) closed(closing byte) bool {
+	d.ws()
+	if d.peek() == closing {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// more reads what follows a member or an element: ',' (more follow) or
+// the closing byte (none do); anything else is a syntax error.
+func (d *writeDecoder) more(closing byte, after string) (bool, error) {
+	d.ws()
+	switch d.peek() {
+	case ',':
+		d.i++
+		return true, nil
+	case closing:
+		d.i++
+		return false, nil
+	}
+	return false, d.syntax(fmt.Sprintf("after %s: want ',' or '%c'", after, closing))
 }
 
 // key reads an object key (before the rows are reached).
