@@ -28,6 +28,16 @@ func openT(t *testing.T, opts Options) *WAL {
 
 func rec(i int) []byte { return []byte(fmt.Sprintf("record %d %s", i, strings.Repeat("x", i%50))) }
 
+// appendRecs appends rec(0) to rec(n-1).
+func appendRecs(t *testing.T, w *WAL, n int) {
+	t.Helper()
+	for i := range n {
+		if err := w.Append(context.Background(), rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // readAll reads every committed record from p without waiting.
 func readAll(t *testing.T, w *WAL, p Pos) ([][]byte, Pos) {
 	t.Helper()
@@ -51,11 +61,7 @@ func TestAppendReadReopen(t *testing.T) {
 	dir := t.TempDir()
 	w := openT(t, Options{Dir: dir, SegmentBytes: 300})
 	ctx := context.Background()
-	for i := range 40 {
-		if err := w.Append(ctx, rec(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRecs(t, w, 40)
 	got, end := readAll(t, w, w.Start())
 	if len(got) != 40 {
 		t.Fatalf("read %d records, want 40", len(got))
@@ -112,12 +118,7 @@ func first(r [][]byte) []byte {
 func TestReleaseDeletesSegments(t *testing.T) {
 	dir := t.TempDir()
 	w := openT(t, Options{Dir: dir, SegmentBytes: 200})
-	ctx := context.Background()
-	for i := range 30 {
-		if err := w.Append(ctx, rec(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRecs(t, w, 30)
 	segs := func() int {
 		m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
 		return len(m)
@@ -353,11 +354,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 func TestReadAfterReleasingAFinishedSegment(t *testing.T) {
 	w := openT(t, Options{Dir: t.TempDir(), SegmentBytes: 100})
 	ctx := context.Background()
-	for i := range 3 {
-		if err := w.Append(ctx, rec(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRecs(t, w, 3)
 	recs, next, err := w.Read(ctx, w.Start(), 10_000)
 	if err != nil || len(recs) == 0 {
 		t.Fatal(recs, err)
@@ -378,12 +375,7 @@ func TestReadAfterReleasingAFinishedSegment(t *testing.T) {
 func TestReopenFullyReleasedIsDrained(t *testing.T) {
 	dir := t.TempDir()
 	w := openT(t, Options{Dir: dir, SegmentBytes: 200})
-	ctx := context.Background()
-	for i := range 30 {
-		if err := w.Append(ctx, rec(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRecs(t, w, 30)
 	_, end := readAll(t, w, w.Start())
 	if err := w.Release(end); err != nil {
 		t.Fatal(err)
