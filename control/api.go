@@ -222,6 +222,9 @@ func (s *Server) handleDistributedRead(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.park(w, r, h, req.VigilWait, false) {
+		return
+	}
 	queries, err := s.hold(w, r, h, req.VigilWait)
 	if err != nil {
 		if r.Context().Err() == nil {
@@ -292,24 +295,7 @@ func (s *Server) pendingFor(ctx context.Context, hostID string, wait time.Durati
 		if wait > 0 {
 			woken = s.notify.channel(hostID)
 		}
-		now := s.now()
-		if q := s.local.take(hostID, now); len(q) > 0 {
-			return q, nil
-		}
-		var q map[string]string
-		var err error
-		if ask, gen := s.hint.check(hostID); ask {
-			q, err = s.db.TakePendingQueries(ctx, hostID, now)
-			if err == nil && len(q) == 0 {
-				s.hint.cleanIf(hostID, gen)
-			}
-		}
-		if err == nil && len(q) > 0 {
-			for cid := range q {
-				s.local.forgetHost(cid, hostID)
-			}
-			q = s.local.drop(hostID, q)
-		}
+		q, err := s.lookPending(ctx, hostID)
 		if err != nil || len(q) > 0 || wait <= 0 {
 			return q, err
 		}
@@ -323,6 +309,30 @@ func (s *Server) pendingFor(ctx context.Context, hostID string, wait time.Durati
 			return nil, nil
 		}
 	}
+}
+
+// lookPending takes the queries waiting for a host: from memory, or from
+// the state when it may hold some.
+func (s *Server) lookPending(ctx context.Context, hostID string) (map[string]string, error) {
+	now := s.now()
+	if q := s.local.take(hostID, now); len(q) > 0 {
+		return q, nil
+	}
+	var q map[string]string
+	var err error
+	if ask, gen := s.hint.check(hostID); ask {
+		q, err = s.db.TakePendingQueries(ctx, hostID, now)
+		if err == nil && len(q) == 0 {
+			s.hint.cleanIf(hostID, gen)
+		}
+	}
+	if err == nil && len(q) > 0 {
+		for cid := range q {
+			s.local.forgetHost(cid, hostID)
+		}
+		q = s.local.drop(hostID, q)
+	}
+	return q, err
 }
 
 func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) {
@@ -353,6 +363,9 @@ func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) 
 	// The status goes out before the hold: it tells the agent its answers
 	// are recorded.
 	if h.LongPoll && req.VigilWait > 0 {
+		if s.park(w, r, h, req.VigilWait, true) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()

@@ -143,33 +143,34 @@ func mustSub(e *env, id string) <-chan CampaignEvent {
 }
 
 func TestLongPollDeliversAtOnce(t *testing.T) {
-	e := newEnv(t, nil)
-	ctx := context.Background()
-	key, h := e.enroll("enroll_vigil.json")
-	type answer struct {
-		q   map[string]string
-		err string
-	}
-	got := make(chan answer, 1)
-	go func() {
-		q, r := e.readQueries(ctx, key, 30_000)
-		got <- answer{q, string(r.body)}
-	}()
-	// Let the read reach the server and wait; then start a query. The
-	// read must come back with it long before its 30 s wait is over.
-	time.Sleep(50 * time.Millisecond)
-	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case a := <-got:
-		if a.q[c.ID] != "SELECT 1" {
-			t.Fatalf("long poll answered %s", a.err)
+	holdModes(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		key, h := e.enroll("enroll_vigil.json")
+		type answer struct {
+			q   map[string]string
+			err string
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("held distributed/read not answered within 5 s of the query starting")
-	}
+		got := make(chan answer, 1)
+		go func() {
+			q, r := e.readQueries(ctx, key, 30_000)
+			got <- answer{q, string(r.body)}
+		}()
+		// Let the read reach the server and wait; then start a query. The
+		// read must come back with it long before its 30 s wait is over.
+		time.Sleep(50 * time.Millisecond)
+		c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-got:
+			if a.q[c.ID] != "SELECT 1" {
+				t.Fatalf("long poll answered %s", a.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("held distributed/read not answered within 5 s of the query starting")
+		}
+	})
 }
 
 func TestLongPollNotForPlainOsquery(t *testing.T) {
@@ -191,12 +192,13 @@ func TestLongPollNotForPlainOsquery(t *testing.T) {
 }
 
 func TestLongPollReturnsEmptyAfterWait(t *testing.T) {
-	e := newEnv(t, nil)
-	key, _ := e.enroll("enroll_vigil.json")
-	q, r := e.readQueries(context.Background(), key, 20)
-	if r.status != 200 || len(q) != 0 {
-		t.Errorf("%d %s", r.status, r.body)
-	}
+	holdModes(t, func(t *testing.T, e *env) {
+		key, _ := e.enroll("enroll_vigil.json")
+		q, r := e.readQueries(context.Background(), key, 20)
+		if r.status != 200 || len(q) != 0 {
+			t.Errorf("%d %s", r.status, r.body)
+		}
+	})
 }
 
 func TestCampaignTimeoutAndOffline(t *testing.T) {
@@ -313,52 +315,53 @@ func TestSubscribeCancel(t *testing.T) {
 // write is held comes back in its response. osquery's writes (no
 // vigil_wait_ms, or a host that did not announce long_poll) get {} at once.
 func TestWriteHeldAsNextRead(t *testing.T) {
-	e := newEnv(t, nil)
-	ctx := context.Background()
-	key, h := e.enroll("enroll_vigil.json")
-	first, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if q, _ := e.readQueries(ctx, key, 0); q[first.ID] != "SELECT 1" {
-		t.Fatalf("read %v", q)
-	}
-	events, cancel := e.srv.Subscribe(first.ID)
-	defer cancel()
-	body, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key, VigilWait: 30_000,
-		Queries: map[string][]map[string]string{first.ID: {{"one": "1"}}}, Statuses: map[string]osquery.Int{first.ID: 0}})
-	got := make(chan response, 1)
-	go func() { got <- e.postCtx(ctx, osquery.PathDistributedWrite, body) }()
-	// The answer is recorded before the write is held.
-	evs := collect(t, events, 5*time.Second)
-	if last := evs[len(evs)-1]; last.Type != EventDone || last.Summary.OK != 1 {
-		t.Fatalf("first campaign ended with %+v while the write was held", last)
-	}
-	second, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{h.ID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-got:
-		var wr osquery.DistributedWriteResponse
-		if r.status != 200 || json.Unmarshal(r.body, &wr) != nil || !wr.VigilHeld || wr.Queries[second.ID] != "SELECT 2" {
-			t.Fatalf("held write answered %d %s", r.status, r.body)
+	holdModes(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		key, h := e.enroll("enroll_vigil.json")
+		first, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
+		if err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("held distributed/write not answered within 5 s of the next query starting")
-	}
+		if q, _ := e.readQueries(ctx, key, 0); q[first.ID] != "SELECT 1" {
+			t.Fatalf("read %v", q)
+		}
+		events, cancel := e.srv.Subscribe(first.ID)
+		defer cancel()
+		body, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key, VigilWait: 30_000,
+			Queries: map[string][]map[string]string{first.ID: {{"one": "1"}}}, Statuses: map[string]osquery.Int{first.ID: 0}})
+		got := make(chan response, 1)
+		go func() { got <- e.postCtx(ctx, osquery.PathDistributedWrite, body) }()
+		// The answer is recorded before the write is held.
+		evs := collect(t, events, 5*time.Second)
+		if last := evs[len(evs)-1]; last.Type != EventDone || last.Summary.OK != 1 {
+			t.Fatalf("first campaign ended with %+v while the write was held", last)
+		}
+		second, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{h.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-got:
+			var wr osquery.DistributedWriteResponse
+			if r.status != 200 || json.Unmarshal(r.body, &wr) != nil || !wr.VigilHeld || wr.Queries[second.ID] != "SELECT 2" {
+				t.Fatalf("held write answered %d %s", r.status, r.body)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("held distributed/write not answered within 5 s of the next query starting")
+		}
 
-	// Plain osquery: no vigil_wait_ms, or no long_poll announced: {} at once.
-	plainKey, plain := e.enroll("enroll.json")
-	third, err := e.srv.StartCampaign(ctx, "alice", "SELECT 3", Target{Hosts: []string{plain.ID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.readQueries(ctx, plainKey, 0)
-	body, _ = json.Marshal(osquery.DistributedWriteRequest{NodeKey: plainKey, VigilWait: 30_000,
-		Queries: map[string][]map[string]string{third.ID: {{"three": "3"}}}, Statuses: map[string]osquery.Int{third.ID: 0}})
-	start := time.Now()
-	if r := e.post(osquery.PathDistributedWrite, body); r.status != 200 || string(bytes.TrimSpace(r.body)) != "{}" || time.Since(start) > 10*time.Second {
-		t.Fatalf("osquery's write answered %d %q after %v", r.status, r.body, time.Since(start))
-	}
+		// Plain osquery: no vigil_wait_ms, or no long_poll announced: {} at once.
+		plainKey, plain := e.enroll("enroll.json")
+		third, err := e.srv.StartCampaign(ctx, "alice", "SELECT 3", Target{Hosts: []string{plain.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.readQueries(ctx, plainKey, 0)
+		body, _ = json.Marshal(osquery.DistributedWriteRequest{NodeKey: plainKey, VigilWait: 30_000,
+			Queries: map[string][]map[string]string{third.ID: {{"three": "3"}}}, Statuses: map[string]osquery.Int{third.ID: 0}})
+		start := time.Now()
+		if r := e.post(osquery.PathDistributedWrite, body); r.status != 200 || string(bytes.TrimSpace(r.body)) != "{}" || time.Since(start) > 10*time.Second {
+			t.Fatalf("osquery's write answered %d %q after %v", r.status, r.body, time.Since(start))
+		}
+	})
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -102,6 +103,11 @@ type Options struct {
 	// the limit are written to the audit log.
 	BadSecretLimit  int
 	BadSecretWindow time.Duration
+	// Rejoin, when set, hands a connection back to the HTTP server that
+	// accepted it: its listener's Accept returns it again. It reports
+	// false when the listener is closed. With it, long-poll holds over
+	// HTTP/1.1 are parked off net/http while they wait (park.go).
+	Rejoin func(net.Conn) bool
 }
 
 // Server serves the osquery remote API and runs live-query campaigns.
@@ -126,6 +132,7 @@ type Server struct {
 	timerMu   sync.Mutex
 	timers    map[string]*time.Timer
 	prio      priority
+	parked    parkedSet
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -232,6 +239,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
+		s.parked.close()
 		s.cancel()
 		<-s.done
 		<-s.marksDone

@@ -6,12 +6,14 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +66,100 @@ type env struct {
 	srv    *Server
 	sink   *fakeSink
 	http   *httptest.Server
+	ln     *rejoinListener
 	client *http.Client
+}
+
+// parkHolds in Options.Rejoin asks serve to park long polls, as cmd/vigil
+// does; tests of the holds net/http keeps leave Rejoin nil.
+func parkHolds(net.Conn) bool { panic("replaced by serve") }
+
+// serve starts a control server built from opts over real TLS (HTTP/1.1,
+// and HTTP/2 for clients that ask), with its connections handed back
+// through a rejoinListener when opts.Rejoin is parkHolds.
+func serve(t testing.TB, opts Options, bundle pki.Bundle) (*Server, *httptest.Server, *rejoinListener) {
+	t.Helper()
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := bundle.TLSConfig().Clone()
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	rl := newRejoinListener(tls.NewListener(tcp, cfg))
+	if opts.Rejoin != nil {
+		opts.Rejoin = rl.rejoin
+	}
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &httptest.Server{Listener: rl, Config: &http.Server{Handler: srv.Handler(), TLSConfig: cfg}}
+	hs.Start()
+	hs.URL = "https://" + tcp.Addr().String()
+	// Close the control server before the HTTP server: it releases held
+	// long polls, which the HTTP server would otherwise wait out.
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	return srv, hs, rl
+}
+
+// rejoinListener is a listener whose Accept also returns the connections
+// handed back to it, as cmd/vigil's is. It counts the connections it
+// accepted from the network.
+type rejoinListener struct {
+	net.Listener
+	fresh    chan net.Conn
+	back     chan net.Conn
+	done     chan struct{}
+	once     sync.Once
+	accepted atomic.Int64
+	rejoined atomic.Int64
+}
+
+func newRejoinListener(ln net.Listener) *rejoinListener {
+	l := &rejoinListener{Listener: ln, fresh: make(chan net.Conn), back: make(chan net.Conn), done: make(chan struct{})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				l.Close()
+				return
+			}
+			l.accepted.Add(1)
+			select {
+			case l.fresh <- c:
+			case <-l.done:
+				c.Close()
+				return
+			}
+		}
+	}()
+	return l
+}
+
+func (l *rejoinListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.fresh:
+		return c, nil
+	case c := <-l.back:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *rejoinListener) rejoin(c net.Conn) bool {
+	select {
+	case l.back <- c:
+		l.rejoined.Add(1)
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *rejoinListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }
 
 var testConfig = osquery.Config{Schedule: map[string]osquery.ScheduledQuery{
@@ -86,26 +181,17 @@ func newEnv(t testing.TB, mod func(*Options)) *env {
 	t.Cleanup(func() { db.Close() })
 	sink := &fakeSink{}
 	opts := Options{State: db, Ingest: sink, EnrollSecret: testSecret,
-		Config: func(vigil.Host) osquery.Config { return testConfig }}
+		Config: func(vigil.Host) osquery.Config { return testConfig }, Rejoin: parkHolds}
 	if mod != nil {
 		mod(&opts)
-	}
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
 	}
 	bundle, err := pki.Ensure(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(srv.Handler())
-	hs.TLS = bundle.TLSConfig()
-	hs.StartTLS()
-	// Close the control server before the HTTP server: it releases held
-	// long polls, which the HTTP server would otherwise wait out.
-	t.Cleanup(func() { srv.Close(); hs.Close() })
+	srv, hs, rl := serve(t, opts, bundle)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: bundle.CertPool()}}}
-	return &env{t: t, db: db, srv: srv, sink: sink, http: hs, client: client}
+	return &env{t: t, db: db, srv: srv, sink: sink, http: hs, ln: rl, client: client}
 }
 
 // fixture reads testdata/name with placeholders replaced.

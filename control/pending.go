@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,33 +273,70 @@ func (s *Server) flushMarks(all bool) int {
 	return left
 }
 
-// notifier wakes distributed/read requests held open for a host.
+// notifier wakes distributed/read requests held open for a host: those
+// holding a goroutine wait on a channel, parked ones are called.
 type notifier struct {
 	shard [shards]struct {
 		mu sync.Mutex
-		ch map[string]chan struct{}
+		w  map[string]*waiters
 	}
+}
+
+// waiters are a host's held requests. The entry stays after they are
+// gone, until the host's next wake: held counts the host as held here
+// between two of its holds.
+type waiters struct {
+	ch     chan struct{} // closed at the next wake; nil until asked for
+	parked []*parkedHold
 }
 
 func newNotifier() *notifier {
 	n := &notifier{}
 	for i := range n.shard {
-		n.shard[i].ch = map[string]chan struct{}{}
+		n.shard[i].w = map[string]*waiters{}
 	}
 	return n
 }
 
+// entry returns the host's waiters, made if missing; the shard is locked.
+func (n *notifier) entry(hostID string) (*waiters, func()) {
+	sh := &n.shard[lockShard(hostID)]
+	sh.mu.Lock()
+	w, ok := sh.w[hostID]
+	if !ok {
+		w = &waiters{}
+		sh.w[hostID] = w
+	}
+	return w, sh.mu.Unlock
+}
+
 // channel returns a channel closed at the host's next wake.
 func (n *notifier) channel(hostID string) <-chan struct{} {
+	w, unlock := n.entry(hostID)
+	defer unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+// park has p run at the host's next wake.
+func (n *notifier) park(hostID string, p *parkedHold) {
+	w, unlock := n.entry(hostID)
+	defer unlock()
+	if !slices.Contains(w.parked, p) {
+		w.parked = append(w.parked, p)
+	}
+}
+
+// unpark forgets p, answered.
+func (n *notifier) unpark(hostID string, p *parkedHold) {
 	sh := &n.shard[lockShard(hostID)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	c, ok := sh.ch[hostID]
-	if !ok {
-		c = make(chan struct{})
-		sh.ch[hostID] = c
+	if w, ok := sh.w[hostID]; ok {
+		w.parked = slices.DeleteFunc(w.parked, func(q *parkedHold) bool { return q == p })
 	}
-	return c
 }
 
 // held reports whether a distributed/read of the host is waiting here.
@@ -306,8 +344,20 @@ func (n *notifier) held(hostID string) bool {
 	sh := &n.shard[lockShard(hostID)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	_, ok := sh.ch[hostID]
+	_, ok := sh.w[hostID]
 	return ok
+}
+
+// release wakes w's requests; the shard is locked. A parked request runs
+// on a goroutine of its own: it looks at the state, and parks again
+// (taking this lock) when there is nothing for it.
+func (w *waiters) release() {
+	if w.ch != nil {
+		close(w.ch)
+	}
+	for _, p := range w.parked {
+		go p.run(false)
+	}
 }
 
 // wakeAll releases every waiting request (they look again and wait on).
@@ -315,9 +365,9 @@ func (n *notifier) wakeAll() {
 	for i := range n.shard {
 		sh := &n.shard[i]
 		sh.mu.Lock()
-		for id, c := range sh.ch {
-			close(c)
-			delete(sh.ch, id)
+		for id, w := range sh.w {
+			w.release()
+			delete(sh.w, id)
 		}
 		sh.mu.Unlock()
 	}
@@ -328,9 +378,9 @@ func (n *notifier) wake(hostID string) {
 	sh := &n.shard[lockShard(hostID)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if c, ok := sh.ch[hostID]; ok {
-		close(c)
-		delete(sh.ch, hostID)
+	if w, ok := sh.w[hostID]; ok {
+		w.release()
+		delete(sh.w, hostID)
 	}
 }
 

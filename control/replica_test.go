@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -28,21 +27,12 @@ func newReplica(t *testing.T, url string, bundle pki.Bundle, mod func(*Options))
 	}
 	t.Cleanup(func() { db.Close() })
 	sink := &fakeSink{}
-	opts := Options{State: db, Ingest: sink, EnrollSecret: testSecret}
+	opts := Options{State: db, Ingest: sink, EnrollSecret: testSecret, Rejoin: parkHolds}
 	if mod != nil {
 		mod(&opts)
 	}
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(srv.Handler())
-	hs.TLS = bundle.TLSConfig()
-	hs.StartTLS()
-	// Close the control server before the HTTP server: it releases held
-	// long polls, which the HTTP server would otherwise wait out.
-	t.Cleanup(func() { srv.Close(); hs.Close() })
-	return &env{t: t, db: db, srv: srv, sink: sink, http: hs,
+	srv, hs, rl := serve(t, opts, bundle)
+	return &env{t: t, db: db, srv: srv, sink: sink, http: hs, ln: rl,
 		client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: bundle.CertPool()}}}}
 }
 

@@ -1,0 +1,251 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vigilhq/vigil"
+	"github.com/vigilhq/vigil/osquery"
+)
+
+// A long-poll hold over HTTP/1.1 is parked when Options.Rejoin is set: its
+// connection is taken from net/http (hijacked) and waits with a timer and
+// a place in the notifier, not on the two goroutines (handler and
+// background read) and the read, write and response buffers net/http
+// keeps for a request in progress, about 16 KB of stack and 10 KB of
+// heap per agent. Every agent holds a read nearly all the time, so at
+// 10,000 agents these were the largest share of the server's memory
+// (docs/scaling.md). When a query arrives or the hold ends, the answer is
+// written on the connection and it goes back to the HTTP server, which
+// serves the agent's next request on it as on a newly accepted one.
+//
+// A parked connection is not read, so an agent that goes away is noticed
+// when its hold ends, not at once; what it was handed then is lost as any
+// answer to a vanished agent is.
+
+const (
+	// parkLookTimeout bounds a parked hold's look at the state.
+	parkLookTimeout = 10 * time.Second
+	// parkWriteTimeout bounds writing a parked hold's answer.
+	parkWriteTimeout = 30 * time.Second
+)
+
+// parkedHold is a distributed/read (or a write held as the next read)
+// waiting for a live query without a goroutine.
+type parkedHold struct {
+	s      *Server
+	conn   net.Conn
+	hostID string
+	remote string
+	// write: the request was a distributed/write; its status and headers
+	// are out and the answer goes as the one chunk of its body.
+	write bool
+	// close: the client asked to close the connection after the answer.
+	close bool
+
+	mu    sync.Mutex
+	timer *time.Timer
+	done  bool
+}
+
+// park takes a long-poll hold off net/http when it can and reports
+// whether it did; the request is then answered when the hold ends. It
+// cannot over HTTP/2 (streams share the connection), HTTP/1.0, or with
+// unread body bytes (they would be read as the next request).
+func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, waitMS int, write bool) bool {
+	if s.opts.Rejoin == nil || !h.LongPoll || waitMS <= 0 || r.ProtoMajor != 1 || r.ProtoMinor != 1 {
+		return false
+	}
+	if n, err := io.Copy(io.Discard, io.LimitReader(r.Body, 1)); n != 0 || err != nil {
+		return false
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false // HTTP/2, or a wrapper that cannot hijack: held as before
+	}
+	conn.SetDeadline(time.Time{}) // net/http's read and write deadlines
+	if rw.Reader.Buffered() > 0 {
+		// A pipelined request already read: it is served after the answer.
+		conn = &bufferedConn{Conn: conn, r: rw.Reader}
+	}
+	p := &parkedHold{s: s, conn: conn, hostID: h.ID, remote: r.RemoteAddr, write: write, close: r.Close}
+	if write {
+		// The status tells the agent its answers are recorded.
+		conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
+		if _, err := io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nDate: "+
+			time.Now().UTC().Format(http.TimeFormat)+"\r\n\r\n"); err != nil {
+			conn.Close()
+			return true
+		}
+	}
+	s.stats.heldReads.Add(1)
+	s.stats.parkedHolds.Add(1)
+	if !s.parked.add(p) {
+		p.finish(nil, nil) // the server is closing
+		return true
+	}
+	wait := min(time.Duration(waitMS)*time.Millisecond, MaxLongPoll)
+	p.mu.Lock()
+	p.timer = time.AfterFunc(wait, func() { p.run(true) })
+	p.mu.Unlock()
+	p.run(false)
+	return true
+}
+
+// run looks for the host's queries, and answers when there are some, the
+// look failed, or end is set (the hold is over); else it waits on for the
+// notifier or the timer to call it again.
+func (p *parkedHold) run(end bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	var q map[string]string
+	var err error
+	if !end {
+		// Registered before the look, so that a query started between the
+		// look and the wait still wakes it.
+		p.s.notify.park(p.hostID, p)
+		ctx, cancel := context.WithTimeout(context.Background(), parkLookTimeout)
+		q, err = p.s.lookPending(ctx, p.hostID)
+		cancel()
+		if err == nil && len(q) == 0 {
+			return
+		}
+	}
+	p.done = true
+	p.timer.Stop()
+	p.s.notify.unpark(p.hostID, p)
+	p.s.parked.remove(p)
+	p.finish(q, err)
+}
+
+// finish writes the answer and hands the connection back to the server.
+func (p *parkedHold) finish(q map[string]string, err error) {
+	s := p.s
+	s.stats.queriesDelivered.Add(int64(len(q)))
+	// A host holding a read was there all along: count it seen now too,
+	// or a long wait would age its last check-in.
+	s.touch(p.hostID, p.remote)
+	s.stats.heldReads.Add(-1)
+	s.stats.parkedHolds.Add(-1)
+	if q == nil {
+		q = map[string]string{}
+	}
+	status := http.StatusOK
+	var body []byte
+	switch {
+	case p.write:
+		if err != nil {
+			// Too late for an error status: the agent reads at its next poll.
+			s.logger.Error("holding a distributed write", "host_id", p.hostID, "err", err)
+		}
+		body, _ = json.Marshal(osquery.DistributedWriteResponse{Queries: q, VigilHeld: true})
+	case err != nil:
+		s.logger.Error("request failed", "path", osquery.PathDistributedRead, "remote", p.remote, "err", err)
+		status = http.StatusInternalServerError
+		body, _ = json.Marshal(errorBody{Error: "internal error; see the server log"})
+	default:
+		body, _ = json.Marshal(osquery.DistributedReadResponse{Queries: q})
+	}
+	body = append(body, '\n') // as json.Encoder writes it
+	var msg []byte
+	if p.write {
+		msg = strconv.AppendInt(msg, int64(len(body)), 16)
+		msg = append(msg, "\r\n"...)
+		msg = append(msg, body...)
+		msg = append(msg, "\r\n0\r\n\r\n"...)
+	} else {
+		msg = append(msg, "HTTP/1.1 "...)
+		msg = strconv.AppendInt(msg, int64(status), 10)
+		msg = append(msg, ' ')
+		msg = append(msg, http.StatusText(status)...)
+		msg = append(msg, "\r\nContent-Type: application/json\r\nDate: "...)
+		msg = append(msg, time.Now().UTC().Format(http.TimeFormat)...)
+		msg = append(msg, "\r\nContent-Length: "...)
+		msg = strconv.AppendInt(msg, int64(len(body)), 10)
+		if p.close {
+			msg = append(msg, "\r\nConnection: close"...)
+		}
+		msg = append(msg, "\r\n\r\n"...)
+		msg = append(msg, body...)
+	}
+	p.conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
+	if _, err := p.conn.Write(msg); err != nil || p.close || s.closing() {
+		p.conn.Close()
+		return
+	}
+	p.conn.SetWriteDeadline(time.Time{})
+	if !s.opts.Rejoin(p.conn) {
+		p.conn.Close()
+	}
+}
+
+// parkedSet is the parked holds, answered at Close.
+type parkedSet struct {
+	mu     sync.Mutex
+	m      map[*parkedHold]struct{}
+	closed bool
+}
+
+func (ps *parkedSet) add(p *parkedHold) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return false
+	}
+	if ps.m == nil {
+		ps.m = map[*parkedHold]struct{}{}
+	}
+	ps.m[p] = struct{}{}
+	return true
+}
+
+func (ps *parkedSet) remove(p *parkedHold) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.m, p)
+}
+
+// close answers every parked hold (with what is pending, or nothing) and
+// closes its connection, and parks none from now on.
+func (ps *parkedSet) close() {
+	ps.mu.Lock()
+	ps.closed = true
+	all := make([]*parkedHold, 0, len(ps.m))
+	for p := range ps.m {
+		all = append(all, p)
+	}
+	ps.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range all {
+		wg.Go(func() { p.run(true) })
+	}
+	wg.Wait()
+}
+
+// closing reports whether Close has begun.
+func (s *Server) closing() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// bufferedConn reads what net/http had read ahead before the connection.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
