@@ -145,6 +145,11 @@ func TestUpEndToEnd(t *testing.T) {
 		hosts := jsonLines(t, out)
 		return len(hosts) == 1 && hosts[0]["hostname"] == hostname, out
 	})
+	// Its long poll waits parked, off net/http (control/park.go).
+	eventually(t, "local agent's hold parked", 30*time.Second, func() (bool, string) {
+		s := m.control.Stats()
+		return s.ParkedHolds == 1, fmt.Sprintf("%+v", s)
+	})
 
 	// A live query finds a child this test started.
 	child := exec.Command("sleep", "300")

@@ -116,6 +116,7 @@ type Main struct {
 	metricsURL string
 
 	ln      net.Listener
+	tlsLn   *handshakeListener // serves m.srv; control rejoins parked connections to it
 	srv     *http.Server
 	url     string
 	secret  string
@@ -219,6 +220,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		QueryTimeout:      m.opts.QueryTimeout,
 		LiveQueryPriority: cmp.Or(m.opts.LiveQueryPriority, -1),
 		Logger:            m.log,
+		// Holds start only once the server serves, after m.tlsLn is set.
+		Rejoin: func(c net.Conn) bool { return m.tlsLn.rejoin(c) },
 	})
 	if err != nil {
 		return fmt.Errorf("starting control plane: %w", err)
@@ -288,6 +291,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		HTTP2:             http2Config(),
 	}
 	tlsLn := newHandshakeListener(m.ln, m.srv.TLSConfig, handshakeTimeout(m.srv), m.log)
+	m.tlsLn = tlsLn
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	m.goRun("http", func(context.Context) error {

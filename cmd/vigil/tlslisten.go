@@ -100,6 +100,18 @@ func (l *handshakeListener) Accept() (net.Conn, error) {
 	}
 }
 
+// rejoin has Accept return c, a connection served before and hijacked
+// (control's parked long polls), so that net/http serves it again. It
+// reports false when the listener is closed.
+func (l *handshakeListener) rejoin(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
 // Close stops accepting; handshakes under way are dropped.
 func (l *handshakeListener) Close() error {
 	l.closeOnce.Do(func() {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,11 +33,25 @@ func TestHandshakeListener(t *testing.T) {
 		TLSConfig:         serverTLSConfig(bundle.TLSConfig()),
 		ReadHeaderTimeout: 300 * time.Millisecond,
 		HTTP2:             http2Config(),
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, r.Proto)
-		}),
 	}
 	hl := newHandshakeListener(ln, srv.TLSConfig, handshakeTimeout(srv), slog.New(slog.DiscardHandler))
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hijack" {
+			io.WriteString(w, r.Proto)
+			return
+		}
+		// As control parks a hold: answer by hand, then hand the
+		// connection back for its next request.
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nparked")
+		if !hl.rejoin(c) {
+			t.Error("rejoin to an open listener refused")
+		}
+	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(hl) }()
 	url := "https://" + ln.Addr().String() + "/"
@@ -59,6 +74,33 @@ func TestHandshakeListener(t *testing.T) {
 		if string(body) != tc.want {
 			t.Errorf("h2=%v: served over %q, want %q", tc.h2, body, tc.want)
 		}
+	}
+
+	// A hijacked connection handed back is served again: the client's
+	// next request goes over it.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: bundle.CertPool()}}
+	conns := 0
+	for _, path := range []string{"/hijack", "/hijack", "/"} {
+		req, _ := http.NewRequest("GET", url[:len(url)-1]+path, nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) {
+				if !i.Reused {
+					conns++
+				}
+			}}))
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := map[bool]string{true: "parked", false: "HTTP/1.1"}[path == "/hijack"]; string(body) != want {
+			t.Errorf("%s: %q, want %q", path, body, want)
+		}
+	}
+	tr.CloseIdleConnections()
+	if conns != 1 {
+		t.Errorf("%d connections for three requests, two of them hijacked and handed back; want 1", conns)
 	}
 
 	// A client that connects and says nothing is closed after the
@@ -92,5 +134,11 @@ func TestHandshakeListener(t *testing.T) {
 	}
 	if _, err := hl.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+	if a, b := net.Pipe(); hl.rejoin(a) {
+		t.Error("rejoin to a closed listener accepted")
+	} else {
+		a.Close()
+		b.Close()
 	}
 }
