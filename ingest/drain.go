@@ -79,7 +79,7 @@ func (i *Ingester) Run(ctx context.Context) error {
 				return
 			}
 			small = recordBytes(recs) < drainSmallBytes
-			d := i.decodeRecords(recs)
+			d := i.decodeRecords(ctx, recs)
 			d.next = next
 			pos = next
 			select {
@@ -91,6 +91,10 @@ func (i *Ingester) Run(ctx context.Context) error {
 		}
 	}()
 	for d := range decoded {
+		// A window may have opened since the batch was read.
+		if !i.standAside(ctx) {
+			return nil
+		}
 		if err := i.drain(ctx, d); err != nil {
 			return nil // ctx ended while retrying
 		}
@@ -162,10 +166,14 @@ type preparer interface {
 	Prepare(vigil.Batch) (func(context.Context) error, error)
 }
 
-func (i *Ingester) decodeRecords(recs [][]byte) *drainBatch {
+func (i *Ingester) decodeRecords(ctx context.Context, recs [][]byte) *drainBatch {
 	d := &drainBatch{parts: make([]pendingBatch, 0, len(recs))}
 	nr, ne := 0, 0
 	for _, raw := range recs {
+		// A batch takes a good part of a second to decode at 4 MiB: a
+		// window opening meanwhile stops it between records. Once ctx
+		// ends the rest is decoded without waiting (the caller drops it).
+		i.standAside(ctx)
 		r, err := decodeRecord(raw)
 		if err != nil {
 			// Only a bug or disk corruption the checksum missed gets here.

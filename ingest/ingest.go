@@ -77,7 +77,8 @@ type Options struct {
 	// senders back off (503) instead of piling up memory
 	// (default DefaultMaxPendingRows).
 	MaxPendingRows int
-	// Yield, when set, is asked before each read of the WAL: a non-nil
+	// Yield, when set, is asked before each read of the WAL, between the
+	// records of a batch being decoded and before each append: a non-nil
 	// channel makes the drainer wait until it closes. The control plane
 	// uses it to keep the cores for a live query's answers for a moment
 	// (at 10,000 agents with osquery's default log interval, draining

@@ -309,6 +309,53 @@ func TestDrainerGathersATrickle(t *testing.T) {
 	t.Logf("%d requests in %d appends", requests, appends.Load())
 }
 
+// A window that opens after the drainer read a batch stops it before
+// that batch is decoded and appended.
+func TestDrainerYieldsMidBatch(t *testing.T) {
+	var rows atomic.Int64
+	app := appenderFunc(func(_ context.Context, b vigil.Batch) error {
+		rows.Add(int64(len(b.Results)))
+		return nil
+	})
+	hold := make(chan struct{})
+	var asks atomic.Int64
+	w := openWAL(t, t.TempDir(), wal.Options{CommitInterval: time.Millisecond})
+	ing := ingest.New(ingest.Options{WAL: w, Appender: app, Yield: func() <-chan struct{} {
+		// Open from the second ask on: the first was before the read.
+		if asks.Add(1) == 1 {
+			return nil
+		}
+		select {
+		case <-hold:
+			return nil
+		default:
+			return hold
+		}
+	}})
+	for n := range 5 {
+		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", n, 1, "x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runDrainer(t, ing)
+	deadline := time.Now().Add(10 * time.Second)
+	for asks.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the drainer read a batch and never asked Yield again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // time enough to append, were it not waiting
+	if n := rows.Load(); n != 0 {
+		t.Fatalf("%d rows appended while the window was open", n)
+	}
+	close(hold)
+	waitDrained(t, ing)
+	if n := rows.Load(); n != 5 {
+		t.Fatalf("%d rows appended after the window, want 5", n)
+	}
+}
+
 // While Yield hands out an open channel, the drainer reads nothing (the
 // rows stay durable in the WAL); once it closes, they are appended, and
 // the time stood aside is counted.
