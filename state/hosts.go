@@ -195,6 +195,17 @@ func (db *DB) Hosts(ctx context.Context) ([]vigil.Host, error) {
 	return out, nil
 }
 
+// CountHosts counts the hosts, and those seen at or after since (online):
+// a metrics scrape needs the two numbers, not 10,000 rows.
+func (db *DB) CountHosts(ctx context.Context, since time.Time) (online, total int, err error) {
+	err = db.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(CASE WHEN last_seen <> 0 AND last_seen >= ? THEN 1 ELSE 0 END), 0) FROM hosts`,
+		ts(since)).Scan(&total, &online)
+	if err != nil {
+		return 0, 0, fmt.Errorf("state: counting hosts: %w", err)
+	}
+	return online, total, nil
+}
+
 // FindHosts resolves references (a host id, host_identifier or hostname,
 // case-insensitive for the names) to hosts. Each host appears once, in the
 // order of the first reference naming it. A reference matching no host is

@@ -211,6 +211,20 @@ func testHostsFindTouchRemove(t *testing.T, db *DB) {
 	if !got.LastSeen.Equal(later) || got.RemoteAddr != "10.0.0.7:4242" {
 		t.Errorf("after TouchHosts: last_seen %v remote %q", got.LastSeen, got.RemoteAddr)
 	}
+	// CountHosts agrees with Host.Online over the listed hosts.
+	hosts, _ = db.Hosts(ctx)
+	for _, since := range []time.Time{later, later.Add(time.Nanosecond), time.Now().Add(-time.Hour)} {
+		online, total, err := db.CountHosts(ctx, since)
+		want := 0
+		for _, h := range hosts {
+			if !h.LastSeen.IsZero() && !h.LastSeen.Before(since) {
+				want++
+			}
+		}
+		if err != nil || total != 2 || online != want {
+			t.Errorf("CountHosts(%v) = %d online of %d, %v; want %d of 2", since, online, total, err, want)
+		}
+	}
 
 	if err := db.RemoveHost(ctx, a.ID); err != nil {
 		t.Fatal(err)

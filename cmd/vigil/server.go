@@ -514,17 +514,7 @@ func (m *Main) openObservability() error {
 		Rules:   func() []detect.RuleStats { return m.detect.Stats() },
 		Lag:     func() []detect.TableLag { return m.detect.Lag() },
 		Agents: func(ctx context.Context) (online, total int, err error) {
-			hosts, err := m.state.Hosts(ctx)
-			if err != nil {
-				return 0, 0, err
-			}
-			now := time.Now()
-			for _, h := range hosts {
-				if h.Online(now, control.DefaultOfflineAfter) {
-					online++
-				}
-			}
-			return online, len(hosts), nil
+			return m.state.CountHosts(ctx, time.Now().Add(-control.DefaultOfflineAfter))
 		},
 		// The agents' reported event losses, read by the API from their
 		// status lines in the store (m.api exists before any scrape).
