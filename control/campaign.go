@@ -133,9 +133,7 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		}
 		s.hint.dirty(claim...)
 	}
-	for _, id := range pending {
-		s.notify.wake(id)
-	}
+	s.notify.wakeMany(pending)
 	// Agents long-polling another replica must hear of it too.
 	if err := s.db.Announce(ctx, state.TopicHost, pending...); err != nil {
 		s.logger.Error("announcing a live query to replicas; agents there see it at their next poll", "campaign", c.ID, "err", err)

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -133,6 +134,7 @@ type Server struct {
 	timers    map[string]*time.Timer
 	prio      priority
 	parked    parkedSet
+	wakes     wakeQueue
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -191,7 +193,6 @@ func New(opts Options) (*Server, error) {
 		checkins:  newCheckins(checkinInterval(opts)),
 		hint:      newStateHint(),
 		queries:   map[string]string{},
-		notify:    newNotifier(),
 		local:     newLocalQueries(),
 		marksDone: make(chan struct{}),
 		hub:       newHub(),
@@ -200,6 +201,7 @@ func New(opts Options) (*Server, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	s.notify = newNotifier(func(p *parkedHold) { s.wakes.push(func() { p.run(runWoken) }) })
 	if opts.Ingest == nil {
 		s.logger.Warn("no log sink: result and status logs will be dropped")
 	}
@@ -222,6 +224,7 @@ func New(opts Options) (*Server, error) {
 		s.scheduleDeadline(c.ID, c.Deadline)
 	}
 	s.loadHint()
+	s.wakes.start(4 * runtime.GOMAXPROCS(0))
 	go s.flushLoop()
 	go s.markLoop()
 	// Replicas sharing a PostgreSQL state hear each other's live queries
@@ -240,6 +243,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
 		s.parked.close()
+		s.wakes.close()
 		s.cancel()
 		<-s.done
 		<-s.marksDone

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigilhq/vigil"
@@ -50,10 +51,22 @@ type parkedHold struct {
 	// close: the client asked to close the connection after the answer.
 	close bool
 
+	// registered: p is in the notifier (cleared when a wake takes it out).
+	registered atomic.Bool
+
 	mu    sync.Mutex
 	timer *time.Timer
 	done  bool
 }
+
+// How a parked hold is run.
+type runMode int
+
+const (
+	runParked runMode = iota // just parked: register, then look
+	runWoken                 // woken: look, and register only if there is nothing
+	runEnd                   // the hold is over: answer
+)
 
 // park takes a long-poll hold off net/http when it can and reports
 // whether it did; the request is then answered when the hold ends. It
@@ -93,16 +106,16 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 	}
 	wait := min(time.Duration(waitMS)*time.Millisecond, MaxLongPoll)
 	p.mu.Lock()
-	p.timer = time.AfterFunc(wait, func() { p.run(true) })
+	p.timer = time.AfterFunc(wait, func() { p.run(runEnd) })
 	p.mu.Unlock()
-	p.run(false)
+	p.run(runParked)
 	return true
 }
 
 // run looks for the host's queries, and answers when there are some, the
-// look failed, or end is set (the hold is over); else it waits on for the
-// notifier or the timer to call it again.
-func (p *parkedHold) run(end bool) {
+// look failed, or the hold is over; else it waits on for the notifier or
+// the timer to call it again.
+func (p *parkedHold) run(mode runMode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.done {
@@ -110,22 +123,35 @@ func (p *parkedHold) run(end bool) {
 	}
 	var q map[string]string
 	var err error
-	if !end {
-		// Registered before the look, so that a query started between the
-		// look and the wait still wakes it.
-		p.s.notify.park(p.hostID, p)
-		ctx, cancel := context.WithTimeout(context.Background(), parkLookTimeout)
-		q, err = p.s.lookPending(ctx, p.hostID)
-		cancel()
+	if mode != runEnd {
+		// A woken hold nearly always finds its query: it looks before
+		// registering, sparing the notifier's lock.
+		if mode == runWoken {
+			q, err = p.look()
+		}
+		if err == nil && len(q) == 0 {
+			// Registered before the look, so that a query started between
+			// the look and the wait still wakes it.
+			p.s.notify.park(p.hostID, p)
+			q, err = p.look()
+		}
 		if err == nil && len(q) == 0 {
 			return
 		}
 	}
 	p.done = true
 	p.timer.Stop()
-	p.s.notify.unpark(p.hostID, p)
+	if p.registered.Load() {
+		p.s.notify.unpark(p.hostID, p)
+	}
 	p.s.parked.remove(p)
 	p.finish(q, err)
+}
+
+func (p *parkedHold) look() (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), parkLookTimeout)
+	defer cancel()
+	return p.s.lookPending(ctx, p.hostID)
 }
 
 // finish writes the answer and hands the connection back to the server.
@@ -227,7 +253,7 @@ func (ps *parkedSet) close() {
 	ps.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range all {
-		wg.Go(func() { p.run(true) })
+		wg.Go(func() { p.run(runEnd) })
 	}
 	wg.Wait()
 }
@@ -240,6 +266,72 @@ func (s *Server) closing() bool {
 	default:
 		return false
 	}
+}
+
+// wakeQueue runs woken parked holds on a few workers. Started as a
+// goroutine each, the holds of 10,000 agents woken by one live query
+// filled the scheduler's run queue, and the rest of the server (the
+// writer recording answers, the connections reading them) waited behind
+// them: answers were recorded up to a second after they came.
+type wakeQueue struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	q      []func()
+	head   int
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// start runs n workers until close.
+func (wq *wakeQueue) start(n int) {
+	wq.cond.L = &wq.mu
+	for range n {
+		wq.wg.Go(wq.work)
+	}
+}
+
+// push queues f; after close it runs on a goroutine of its own.
+func (wq *wakeQueue) push(f func()) {
+	wq.mu.Lock()
+	if wq.closed {
+		wq.mu.Unlock()
+		go f()
+		return
+	}
+	wq.q = append(wq.q, f)
+	wq.mu.Unlock()
+	wq.cond.Signal()
+}
+
+func (wq *wakeQueue) work() {
+	wq.mu.Lock()
+	for {
+		for wq.head == len(wq.q) && !wq.closed {
+			wq.cond.Wait()
+		}
+		if wq.head == len(wq.q) {
+			wq.mu.Unlock()
+			return
+		}
+		f := wq.q[wq.head]
+		wq.q[wq.head] = nil
+		wq.head++
+		if wq.head == len(wq.q) {
+			wq.q, wq.head = wq.q[:0], 0
+		}
+		wq.mu.Unlock()
+		f()
+		wq.mu.Lock()
+	}
+}
+
+// close runs what is queued and stops the workers.
+func (wq *wakeQueue) close() {
+	wq.mu.Lock()
+	wq.closed = true
+	wq.mu.Unlock()
+	wq.cond.Broadcast()
+	wq.wg.Wait()
 }
 
 // bufferedConn reads what net/http had read ahead before the connection.

@@ -241,3 +241,34 @@ func TestParkedHoldsAnsweredAtClose(t *testing.T) {
 		t.Errorf("after Close: %+v", s)
 	}
 }
+
+// The wake queue runs everything pushed, in order on one worker, and
+// close runs what is still queued before it returns.
+func TestWakeQueue(t *testing.T) {
+	var wq wakeQueue
+	wq.start(1)
+	gate := make(chan struct{})
+	wq.push(func() { <-gate }) // the worker waits here while the rest is queued
+	var ran []int
+	for i := range 100 {
+		wq.push(func() { ran = append(ran, i) })
+	}
+	close(gate)
+	wq.close()
+	if len(ran) != 100 {
+		t.Fatalf("ran %d of 100", len(ran))
+	}
+	for i, v := range ran {
+		if v != i {
+			t.Fatalf("ran %v, want 0..99 in order", ran)
+		}
+	}
+	// After close, a push still runs.
+	done := make(chan struct{})
+	wq.push(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a push after close never ran")
+	}
+}

@@ -280,6 +280,8 @@ type notifier struct {
 		mu sync.Mutex
 		w  map[string]*waiters
 	}
+	// run runs a woken parked hold (Server.wakes.push).
+	run func(*parkedHold)
 }
 
 // waiters are a host's held requests. The entry stays after they are
@@ -290,8 +292,8 @@ type waiters struct {
 	parked []*parkedHold
 }
 
-func newNotifier() *notifier {
-	n := &notifier{}
+func newNotifier(run func(*parkedHold)) *notifier {
+	n := &notifier{run: run}
 	for i := range n.shard {
 		n.shard[i].w = map[string]*waiters{}
 	}
@@ -327,6 +329,7 @@ func (n *notifier) park(hostID string, p *parkedHold) {
 	if !slices.Contains(w.parked, p) {
 		w.parked = append(w.parked, p)
 	}
+	p.registered.Store(true)
 }
 
 // unpark forgets p, answered.
@@ -348,15 +351,16 @@ func (n *notifier) held(hostID string) bool {
 	return ok
 }
 
-// release wakes w's requests; the shard is locked. A parked request runs
-// on a goroutine of its own: it looks at the state, and parks again
-// (taking this lock) when there is nothing for it.
-func (w *waiters) release() {
+// release wakes w's requests, which are no longer in the map. A parked
+// request is run: it looks for its queries, and parks again when there
+// are none.
+func (n *notifier) release(w *waiters) {
 	if w.ch != nil {
 		close(w.ch)
 	}
 	for _, p := range w.parked {
-		go p.run(false)
+		p.registered.Store(false)
+		n.run(p)
 	}
 }
 
@@ -366,8 +370,8 @@ func (n *notifier) wakeAll() {
 		sh := &n.shard[i]
 		sh.mu.Lock()
 		for id, w := range sh.w {
-			w.release()
 			delete(sh.w, id)
+			n.release(w)
 		}
 		sh.mu.Unlock()
 	}
@@ -375,12 +379,38 @@ func (n *notifier) wakeAll() {
 
 // wake releases every request waiting for the host.
 func (n *notifier) wake(hostID string) {
-	sh := &n.shard[lockShard(hostID)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if w, ok := sh.w[hostID]; ok {
-		w.release()
-		delete(sh.w, hostID)
+	n.wakeMany([]string{hostID})
+}
+
+// wakeMany releases every request waiting for the hosts, taking each
+// shard's lock once and starting the parked ones outside it: at 10,000
+// held hosts, waking one at a time had the waker contend for the shards
+// with the requests it had woken, and the last hosts were woken over a
+// second after the first.
+func (n *notifier) wakeMany(hostIDs []string) {
+	var byShard [shards][]string
+	for _, id := range hostIDs {
+		i := lockShard(id)
+		byShard[i] = append(byShard[i], id)
+	}
+	var woken []*waiters
+	for i := range byShard {
+		if len(byShard[i]) == 0 {
+			continue
+		}
+		sh := &n.shard[i]
+		sh.mu.Lock()
+		for _, id := range byShard[i] {
+			if w, ok := sh.w[id]; ok {
+				woken = append(woken, w)
+				delete(sh.w, id)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	// Out of the map, w is the waker's alone.
+	for _, w := range woken {
+		n.release(w)
 	}
 }
 

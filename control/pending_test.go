@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -132,5 +133,38 @@ func TestLocalQueriesMarksByAge(t *testing.T) {
 	marks, left = l.takeMarks(t0, true)
 	if len(marks["c"]) != 1 || marks["c"][0] != "h2" || left != 0 {
 		t.Fatalf("take all %v, %d left; want h2 and none left", marks, left)
+	}
+}
+
+// wakeMany releases the named hosts' waiters, channel and parked alike,
+// and leaves every other host's.
+func TestNotifierWakeMany(t *testing.T) {
+	var run []*parkedHold
+	n := newNotifier(func(p *parkedHold) { run = append(run, p) })
+	ids := make([]string, 300)
+	chans := map[string]<-chan struct{}{}
+	for i := range ids {
+		ids[i] = fmt.Sprintf("host-%03d", i)
+		chans[ids[i]] = n.channel(ids[i])
+	}
+	p := &parkedHold{}
+	n.park("host-007", p)
+	if !p.registered.Load() {
+		t.Fatal("park did not mark the hold registered")
+	}
+	n.wakeMany(append(ids[:150:150], "unknown"))
+	for i, id := range ids {
+		closed := false
+		select {
+		case <-chans[id]:
+			closed = true
+		default:
+		}
+		if woken := i < 150; closed != woken || n.held(id) != !woken {
+			t.Errorf("%s: closed %v, held %v; want closed %v", id, closed, n.held(id), woken)
+		}
+	}
+	if p.registered.Load() || len(run) != 1 || run[0] != p {
+		t.Errorf("woken parked hold: registered %v, run %v", p.registered.Load(), run)
 	}
 }
