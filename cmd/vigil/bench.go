@@ -38,6 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	cpuProfile := fs.String("cpu-profile", "", "write the load generator's own CPU profile to `FILE` (to see what the simulation costs)")
 	liveQuery := fs.String("live-query", "", "once every agent is enrolled, send this live query to all hosts through the people API (needs --data-dir's profile) and time it until every result is in")
+	liveAfter := fs.Duration("live-query-after", 0, "with --live-query, wait this long after every agent is online before sending it (0: at once, at the tail of the enrollment burst; a few seconds: the fleet's steady state)")
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		live = make(chan liveResult, 1)
-		go func() { live <- timeLiveQuery(ctx, c, *liveQuery, *count) }()
+		go func() { live <- timeLiveQuery(ctx, c, *liveQuery, *count, *liveAfter) }()
 	}
 	rep, err := loadgen.Run(ctx, loadgen.Options{
 		URL:          *server,
@@ -144,9 +145,9 @@ type liveResult struct {
 	Error   string        `json:"error,omitempty"`
 }
 
-// timeLiveQuery waits until want hosts are online, sends sql to all of
-// them and times the campaign until its done event.
-func timeLiveQuery(ctx context.Context, c *client, sql string, want int) liveResult {
+// timeLiveQuery waits until want hosts are online and then after, sends
+// sql to all of them and times the campaign until its done event.
+func timeLiveQuery(ctx context.Context, c *client, sql string, want int, after time.Duration) liveResult {
 	for {
 		var out struct {
 			Hosts []hostView `json:"hosts"`
@@ -168,6 +169,11 @@ func timeLiveQuery(ctx context.Context, c *client, sql string, want int) liveRes
 			return liveResult{Error: ctx.Err().Error()}
 		case <-time.After(time.Second):
 		}
+	}
+	select {
+	case <-ctx.Done():
+		return liveResult{Error: ctx.Err().Error()}
+	case <-time.After(after):
 	}
 	start := time.Now()
 	resp, err := c.openStream(ctx, http.MethodPost, "/api/v1/queries", map[string]any{"sql": sql, "all": true})
