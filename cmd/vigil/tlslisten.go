@@ -31,6 +31,7 @@ type handshakeListener struct {
 	ctx       context.Context // canceled by Close: handshakes under way stop
 	cancel    context.CancelFunc
 	conns     chan net.Conn
+	back      chan net.Conn // rejoined, waiting for Accept
 	errs      chan error
 	done      chan struct{}
 	closeOnce sync.Once
@@ -41,7 +42,7 @@ type handshakeListener struct {
 // handshake taking longer than timeout is dropped.
 func newHandshakeListener(ln net.Listener, config *tls.Config, timeout time.Duration, logger *slog.Logger) *handshakeListener {
 	l := &handshakeListener{Listener: ln, config: config, timeout: timeout, logger: logger,
-		conns: make(chan net.Conn), errs: make(chan error), done: make(chan struct{})}
+		conns: make(chan net.Conn), back: make(chan net.Conn, rejoinBacklog), errs: make(chan error), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.acceptLoop()
 	return l
@@ -88,9 +89,12 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	}
 }
 
-// Accept returns the next connection whose handshake is done.
+// Accept returns the next connection whose handshake is done, or one
+// handed back.
 func (l *handshakeListener) Accept() (net.Conn, error) {
 	select {
+	case c := <-l.back:
+		return c, nil
 	case c := <-l.conns:
 		return c, nil
 	case err := <-l.errs:
@@ -100,23 +104,53 @@ func (l *handshakeListener) Accept() (net.Conn, error) {
 	}
 }
 
+// rejoinBacklog is how many handed-back connections may wait for Accept:
+// a live query hands back one per held agent within moments, and the
+// goroutines answering them should not each wait for net/http's accept
+// loop to come round.
+const rejoinBacklog = 4096
+
 // rejoin has Accept return c, a connection served before and hijacked
 // (control's parked long polls), so that net/http serves it again. It
 // reports false when the listener is closed.
 func (l *handshakeListener) rejoin(c net.Conn) bool {
 	select {
-	case l.conns <- c:
+	case <-l.done:
+		return false
+	default:
+	}
+	select {
+	case l.back <- c:
+		select {
+		case <-l.done:
+			l.drainBack() // Close may have drained before c came
+		default:
+		}
 		return true
 	case <-l.done:
 		return false
 	}
 }
 
-// Close stops accepting; handshakes under way are dropped.
+// drainBack closes the handed-back connections no Accept took.
+func (l *handshakeListener) drainBack() {
+	for {
+		select {
+		case c := <-l.back:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// Close stops accepting; handshakes under way are dropped, and handed
+// back connections not yet accepted are closed.
 func (l *handshakeListener) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.cancel()
+		l.drainBack()
 	})
 	return l.Listener.Close()
 }

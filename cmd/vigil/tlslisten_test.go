@@ -142,3 +142,34 @@ func TestHandshakeListener(t *testing.T) {
 		b.Close()
 	}
 }
+
+// Connections handed back wait for Accept without blocking whoever hands
+// them back, come out of Accept in order, and those still waiting at
+// Close are closed.
+func TestHandshakeListenerRejoinBacklog(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl := newHandshakeListener(ln, &tls.Config{}, time.Second, slog.New(slog.DiscardHandler))
+	var peers []net.Conn
+	var conns []net.Conn
+	for range 3 {
+		a, b := net.Pipe()
+		conns, peers = append(conns, a), append(peers, b)
+		if !hl.rejoin(a) { // no Accept yet: it must not block
+			t.Fatal("rejoin to an open listener refused")
+		}
+	}
+	if c, err := hl.Accept(); err != nil || c != conns[0] {
+		t.Fatalf("Accept = %v, %v; want the first connection handed back", c, err)
+	}
+	hl.Close()
+	for i, p := range peers[1:] {
+		p.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := p.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("connection %d waiting at Close: read %v, want EOF (closed)", i+1, err)
+		}
+	}
+	conns[0].Close()
+}
