@@ -51,27 +51,7 @@ func TestParkedHold(t *testing.T) {
 	ctx := context.Background()
 	key, h := e.enroll("enroll_vigil.json")
 
-	got := make(chan map[string]string, 1)
-	go func() {
-		q, r := e.readQueries(ctx, key, 30_000)
-		if r.status != 200 {
-			t.Errorf("held read: %d %s", r.status, r.body)
-		}
-		got <- q
-	}()
-	waitStats(t, e, "read parked", func(s Stats) bool { return s.ParkedHolds == 1 && s.HeldReads == 1 })
-	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case q := <-got:
-		if q[c.ID] != "SELECT 1" {
-			t.Fatalf("parked read answered %v", q)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("parked read not answered within 5 s of the query starting")
-	}
+	c := heldRead(t, e, key, h.ID, "read parked", func(s Stats) bool { return s.ParkedHolds == 1 && s.HeldReads == 1 })
 	if s := e.srv.Stats(); s.ParkedHolds != 0 || s.HeldReads != 0 || s.QueriesDelivered != 1 {
 		t.Errorf("after the answer: %+v", s)
 	}
@@ -117,27 +97,34 @@ func TestHoldNotParkedOverHTTP2(t *testing.T) {
 	tr.ForceAttemptHTTP2 = true
 	e.client = &http.Client{Transport: tr}
 	key, h := e.enroll("enroll_vigil.json")
-	got := make(chan map[string]string, 1)
+	heldRead(t, e, key, h.ID, "read held, not parked", func(s Stats) bool { return s.HeldReads == 1 && s.ParkedHolds == 0 })
+}
+
+// heldRead sends a long-poll read for the host, waits until the server's
+// counters say it is held as held says, then starts a live query to the
+// host: the read must come back with it at once. It returns the query.
+func heldRead(t *testing.T, e *env, key, hostID, what string, held func(Stats) bool) Campaign {
+	t.Helper()
+	got := make(chan response, 1)
 	go func() {
-		q, _ := e.readQueries(context.Background(), key, 30_000)
-		got <- q
+		_, r := e.readQueries(context.Background(), key, 30_000)
+		got <- r
 	}()
-	waitStats(t, e, "read held", func(s Stats) bool { return s.HeldReads == 1 })
-	if s := e.srv.Stats(); s.ParkedHolds != 0 {
-		t.Fatalf("HTTP/2 hold parked: %+v", s)
-	}
-	c, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
+	waitStats(t, e, what, held)
+	c, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{hostID}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case q := <-got:
-		if q[c.ID] != "SELECT 1" {
-			t.Fatalf("answered %v", q)
+	case r := <-got:
+		var dr osquery.DistributedReadResponse
+		if r.status != 200 || json.Unmarshal(r.body, &dr) != nil || dr.Queries[c.ID] != "SELECT 1" {
+			t.Fatalf("%s: answered %d %s", what, r.status, r.body)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("HTTP/2 hold not answered within 5 s of the query starting")
+		t.Fatalf("%s: not answered within 5 s of the query starting", what)
 	}
+	return c
 }
 
 // rawConn is an HTTP/1.1 connection driven by hand.

@@ -297,16 +297,22 @@ func TestDrainerGathersATrickle(t *testing.T) {
 	ing := ingest.New(ingest.Options{WAL: w, Appender: app})
 	runDrainer(t, ing)
 	const requests = 30
-	for n := range requests {
-		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", n, 1, "x")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	logRequests(t, ing, requests)
 	waitDrained(t, ing)
 	if rows.Load() != requests || appends.Load() > requests/3 {
 		t.Errorf("%d rows in %d appends, want %d rows in at most %d", rows.Load(), appends.Load(), requests, requests/3)
 	}
 	t.Logf("%d requests in %d appends", requests, appends.Load())
+}
+
+// logRequests logs n requests of one result line each, for host "h".
+func logRequests(t *testing.T, ing *ingest.Ingester, n int) {
+	t.Helper()
+	for i := range n {
+		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", i, 1, "x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // A window that opens after the drainer read a batch stops it before
@@ -332,11 +338,7 @@ func TestDrainerYieldsMidBatch(t *testing.T) {
 			return hold
 		}
 	}})
-	for n := range 5 {
-		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", n, 1, "x")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	logRequests(t, ing, 5)
 	runDrainer(t, ing)
 	deadline := time.Now().Add(10 * time.Second)
 	for asks.Load() < 2 {
@@ -381,11 +383,7 @@ func TestDrainerYields(t *testing.T) {
 		return hold
 	}})
 	// Logged before the drainer starts: its first read would take them.
-	for n := range 5 {
-		if err := ing.Log(context.Background(), vigil.Host{ID: "h"}, "result", []json.RawMessage{procLine("q", n, 1, "x")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	logRequests(t, ing, 5)
 	runDrainer(t, ing)
 	select {
 	case <-asked: // the drainer is waiting on hold, before reading
