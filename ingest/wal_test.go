@@ -305,6 +305,15 @@ func TestDrainerGathersATrickle(t *testing.T) {
 	t.Logf("%d requests in %d appends", requests, appends.Load())
 }
 
+// countingAppender counts the result rows appended to it.
+func countingAppender() (*atomic.Int64, appenderFunc) {
+	var rows atomic.Int64
+	return &rows, func(_ context.Context, b vigil.Batch) error {
+		rows.Add(int64(len(b.Results)))
+		return nil
+	}
+}
+
 // logRequests logs n requests of one result line each, for host "h".
 func logRequests(t *testing.T, ing *ingest.Ingester, n int) {
 	t.Helper()
@@ -318,11 +327,7 @@ func logRequests(t *testing.T, ing *ingest.Ingester, n int) {
 // A window that opens after the drainer read a batch stops it before
 // that batch is decoded and appended.
 func TestDrainerYieldsMidBatch(t *testing.T) {
-	var rows atomic.Int64
-	app := appenderFunc(func(_ context.Context, b vigil.Batch) error {
-		rows.Add(int64(len(b.Results)))
-		return nil
-	})
+	rows, app := countingAppender()
 	hold := make(chan struct{})
 	var asks atomic.Int64
 	w := openWAL(t, t.TempDir(), wal.Options{CommitInterval: time.Millisecond})
@@ -362,11 +367,7 @@ func TestDrainerYieldsMidBatch(t *testing.T) {
 // rows stay durable in the WAL); once it closes, they are appended, and
 // the time stood aside is counted.
 func TestDrainerYields(t *testing.T) {
-	var rows atomic.Int64
-	app := appenderFunc(func(_ context.Context, b vigil.Batch) error {
-		rows.Add(int64(len(b.Results)))
-		return nil
-	})
+	rows, app := countingAppender()
 	hold := make(chan struct{})
 	asked := make(chan struct{}, 1)
 	var holding atomic.Bool
