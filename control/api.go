@@ -254,7 +254,7 @@ func (s *Server) recordWrite(ctx context.Context, id string, h vigil.Host, req *
 func (s *Server) hold(w http.ResponseWriter, r *http.Request, h vigil.Host, waitMS int) (map[string]string, error) {
 	var wait time.Duration
 	if h.LongPoll && waitMS > 0 {
-		wait = min(time.Duration(waitMS)*time.Millisecond, MaxLongPoll)
+		wait = holdFor(waitMS)
 		// The server's WriteTimeout must not cut a held request short.
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
 	}
@@ -262,12 +262,10 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 		s.stats.heldReads.Add(1)
 	}
 	queries, err := s.pendingFor(r.Context(), h.ID, wait)
-	s.stats.queriesDelivered.Add(int64(len(queries)))
 	if wait > 0 {
-		// A host holding a read was there all along: count it seen now too,
-		// or a long wait would age its last check-in.
-		s.touch(h.ID, r.RemoteAddr)
-		s.stats.heldReads.Add(-1)
+		s.endHold(h.ID, r.RemoteAddr, len(queries))
+	} else {
+		s.stats.queriesDelivered.Add(int64(len(queries)))
 	}
 	if err != nil {
 		return nil, err
@@ -276,6 +274,20 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 		queries = map[string]string{}
 	}
 	return queries, nil
+}
+
+// holdFor is how long a hold the agent asked for waitMS lasts.
+func holdFor(waitMS int) time.Duration {
+	return min(time.Duration(waitMS)*time.Millisecond, MaxLongPoll)
+}
+
+// endHold counts a hold over, held or parked, that delivered n queries.
+func (s *Server) endHold(hostID, remote string, n int) {
+	s.stats.queriesDelivered.Add(int64(n))
+	// A host holding a read was there all along: count it seen now too,
+	// or a long wait would age its last check-in.
+	s.touch(hostID, remote)
+	s.stats.heldReads.Add(-1)
 }
 
 // pendingFor returns the queries waiting for a host, waiting up to wait

@@ -104,9 +104,8 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 		p.finish(nil, nil) // the server is closing
 		return true
 	}
-	wait := min(time.Duration(waitMS)*time.Millisecond, MaxLongPoll)
 	p.mu.Lock()
-	p.timer = time.AfterFunc(wait, func() { p.run(runEnd) })
+	p.timer = time.AfterFunc(holdFor(waitMS), func() { p.run(runEnd) })
 	p.mu.Unlock()
 	p.run(runParked)
 	return true
@@ -157,11 +156,7 @@ func (p *parkedHold) look() (map[string]string, error) {
 // finish writes the answer and hands the connection back to the server.
 func (p *parkedHold) finish(q map[string]string, err error) {
 	s := p.s
-	s.stats.queriesDelivered.Add(int64(len(q)))
-	// A host holding a read was there all along: count it seen now too,
-	// or a long wait would age its last check-in.
-	s.touch(p.hostID, p.remote)
-	s.stats.heldReads.Add(-1)
+	s.endHold(p.hostID, p.remote, len(q))
 	s.stats.parkedHolds.Add(-1)
 	if q == nil {
 		q = map[string]string{}
