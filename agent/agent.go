@@ -145,20 +145,22 @@ type Agent struct {
 	// the next poll answers them without reading. Only distributedLoop
 	// uses it.
 	heldNext map[string]string
-	// shipping is held while shipOnce sends. A long-polling agent's next
-	// held read waits for it: the read and the log sends share one
-	// connection (newTransport), and a backlog of many batches would
-	// otherwise leave at one batch per hold.
-	shipping sync.Mutex
-	log      *slog.Logger // component=agent; tees WARN/ERROR to the status spool
-	teeLog   *slog.Logger // the same without a component, for sub-components
-	baseLog  *slog.Logger // never tees (used by components that hold locks)
-	engine   *table.Engine
-	events   *event.Buffer
-	results  *spool.Spool
-	status   *spool.Spool
-	client   *uplink // nil without a server
-	sched    *scheduler
+	// turn is the agent's turn on its one connection (newTransport):
+	// shipOnce takes it while it sends, and a long-polling agent's
+	// distributed round (held read, queries, write) while it lasts. A
+	// backlog of many batches would otherwise leave at one batch per
+	// hold, and a log send that fell due during a hold would go before
+	// the answer to the live query that ended it.
+	turn    *connTurn
+	log     *slog.Logger // component=agent; tees WARN/ERROR to the status spool
+	teeLog  *slog.Logger // the same without a component, for sub-components
+	baseLog *slog.Logger // never tees (used by components that hold locks)
+	engine  *table.Engine
+	events  *event.Buffer
+	results *spool.Spool
+	status  *spool.Spool
+	client  *uplink // nil without a server
+	sched   *scheduler
 
 	hostID     string
 	hostUUID   string
@@ -234,7 +236,7 @@ func New(opts Options) (*Agent, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: create data dir: %w", err)
 	}
-	a := &Agent{opts: opts, baseLog: opts.Logger.With("component", "agent"), started: opts.Now()}
+	a := &Agent{opts: opts, baseLog: opts.Logger.With("component", "agent"), started: opts.Now(), turn: newConnTurn()}
 	a.teeLog = slog.New(&statusHandler{inner: opts.Logger.Handler(), a: a})
 	a.log = a.teeLog.With("component", "agent")
 

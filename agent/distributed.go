@@ -87,16 +87,20 @@ func (a *Agent) distributedOnce(ctx context.Context, hold time.Duration) (int, e
 		rctx, cancel = context.WithTimeout(ctx, hold+30*time.Second)
 		defer cancel()
 	}
+	if a.opts.LongPoll {
+		// The read waits for a log send under way, and a log send for the
+		// hold and, when it brings queries, for their answer: someone is
+		// waiting for it (Agent.turn).
+		if err := a.turn.take(ctx); err != nil {
+			return 0, err
+		}
+		defer a.turn.give()
+	}
 	var rd osquery.DistributedReadResponse
 	if a.heldNext != nil {
 		// The last write was held and came back with these.
 		rd.Queries, a.heldNext = a.heldNext, nil
 	} else {
-		if a.opts.LongPoll {
-			// Let a log send under way finish first (Agent.shipping).
-			a.shipping.Lock()
-			a.shipping.Unlock()
-		}
 		err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
 			return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
 		}, &rd)
@@ -110,8 +114,13 @@ func (a *Agent) distributedOnce(ctx context.Context, hold time.Duration) (int, e
 	w := a.runDistributed(ctx, rd)
 	// A Vigil server holds the write as the next read (one request per
 	// query instead of two); osquery servers ignore vigil_wait_ms and
-	// answer {}, and the next poll reads as before.
-	w.VigilWait = wait
+	// answer {}, and the next poll reads as before. Not when a log send
+	// waits for the connection: the hold would keep it waiting, and
+	// agents woken by the same live query would all send their logs when
+	// their holds end, at about the same time.
+	if !a.turn.wanted() {
+		w.VigilWait = wait
+	}
 	var wr osquery.DistributedWriteResponse
 	err := a.client.call(rctx, osquery.PathDistributedWrite, func(k string) any {
 		w.NodeKey = k

@@ -88,8 +88,10 @@ func (a *Agent) maxResultBytes() int {
 // shipOnce sends everything spooled (results first, then status), in
 // batches of at most logger_tls_max_lines.
 func (a *Agent) shipOnce(ctx context.Context) error {
-	a.shipping.Lock()
-	defer a.shipping.Unlock()
+	if err := a.turn.take(ctx); err != nil {
+		return err
+	}
+	defer a.turn.give()
 	if err := a.status.Sync(); err != nil {
 		a.baseLog.Warn("syncing status spool", "err", err)
 	}

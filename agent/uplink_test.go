@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/vigilhq/vigil/agent/agenttest"
+	"github.com/vigilhq/vigil/osquery"
 )
 
 // A long-polling agent keeps one connection: its held read and its log
@@ -83,5 +85,64 @@ func TestLongPollBacklogNotPaced(t *testing.T) {
 	}
 	if n := srv.LogPosts(); n < len(users) {
 		t.Errorf("%d log posts, want one per line (logger_tls_max_lines 1)", n)
+	}
+}
+
+// The answer to a live query that ends a hold goes out before a log send
+// that fell due during the hold: the send waits for the agent's turn on its
+// one connection (Agent.turn), not in the transport's queue, where it
+// would take the connection as soon as the hold ended.
+func TestLongPollAnswerBeforeWaitingLogs(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = time.Hour // holds of 20 s; only the test ships
+		o.DistributedInterval = time.Hour
+	})
+	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Reads()) >= 1 }) {
+		t.Fatal("no read within 10 s")
+	}
+	time.Sleep(100 * time.Millisecond) // the read is held
+	line := `{"name":"waiting","hostIdentifier":"h","calendarTime":"Mon Jan  1 00:00:00 2024 UTC","unixTime":1704067200,"epoch":0,"counter":0,"numerics":false,"columns":{"a":"1"},"action":"added"}`
+	if _, err := r.a.results.Append([]byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	shipped := make(chan error, 1)
+	go func() { shipped <- r.a.shipOnce(context.Background()) }()
+	select {
+	case err := <-shipped:
+		t.Fatalf("the log send did not wait for the held read (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	srv.AddQuery("q", "SELECT 1 AS one", "")
+	select {
+	case err := <-shipped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting log send did not leave within 10 s of the hold's end")
+	}
+	if n := len(linesOf(srv, "waiting")); n != 1 {
+		t.Fatalf("the server got %d of the waiting line", n)
+	}
+	order := srv.Order()
+	write, lastLog := -1, -1
+	for i, p := range order {
+		switch {
+		case p == osquery.PathDistributedWrite && write < 0:
+			write = i
+		case p == osquery.PathLog:
+			lastLog = i
+		}
+	}
+	if write < 0 || write > lastLog {
+		t.Fatalf("requests in order %v: the answer (distributed/write) must come before the log send that waited", order)
+	}
+	// The write was not held as the next read: the log send was waiting.
+	if w := srv.Writes(); len(w) != 1 || w[0].VigilWait != 0 {
+		t.Fatalf("writes %+v: want one, not held (vigil_wait_ms 0) while a log send waits", w)
 	}
 }

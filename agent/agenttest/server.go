@@ -45,6 +45,7 @@ type Server struct {
 	writes    []osquery.DistributedWriteRequest
 	authHdrs  []string
 	conns     map[string]bool // client addresses of node requests
+	order     []string        // paths of node requests, as they came
 }
 
 // NewServer starts a TLS server requiring secret at enrollment.
@@ -122,6 +123,7 @@ func (s *Server) node(h func(w http.ResponseWriter, r *http.Request, body []byte
 		s.mu.Lock()
 		s.authHdrs = append(s.authHdrs, r.Header.Get("Authorization"))
 		s.conns[r.RemoteAddr] = true
+		s.order = append(s.order, r.URL.Path)
 		valid := false
 		for k := range s.nodeKeys {
 			if subtle.ConstantTimeCompare([]byte(k), []byte(nr.NodeKey)) == 1 {
@@ -307,6 +309,14 @@ func (s *Server) LogPosts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.logPosts
+}
+
+// Order returns the paths of the node requests (all but enroll) in the
+// order they came in.
+func (s *Server) Order() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.order...)
 }
 
 // Reads returns the distributed/read requests received.

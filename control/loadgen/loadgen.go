@@ -190,7 +190,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			a := &simAgent{g: g, ident: fmt.Sprintf("%s-%d", opts.Prefix, i), uuid: randomHex(16), client: newClient(opts)}
+			a := &simAgent{g: g, ident: fmt.Sprintf("%s-%d", opts.Prefix, i), uuid: randomHex(16), client: newClient(opts), turn: make(chan struct{}, 1)}
 			if err := a.enroll(ctx); err != nil {
 				return
 			}
@@ -267,6 +267,13 @@ type simAgent struct {
 	uuid    string
 	key     string
 	counter int
+	// turn is the long-polling agent's turn on its one connection, as
+	// Vigil's agent takes it (agent.Agent.turn): a log send waits for a
+	// hold and, when the hold brings queries, for their answer. A channel
+	// of one, so that waiters get it in the order they came; logWaiting
+	// counts log sends waiting for it.
+	turn       chan struct{}
+	logWaiting atomic.Int32
 }
 
 // post sends one request and decodes the answer; the error says what went
@@ -451,6 +458,12 @@ func (a *simAgent) logLoop(ctx, reqCtx context.Context) {
 }
 
 func (a *simAgent) sendLog(ctx context.Context) error {
+	if a.g.opts.LongPoll {
+		a.logWaiting.Add(1)
+		a.turn <- struct{}{}
+		a.logWaiting.Add(-1)
+		defer func() { <-a.turn }()
+	}
 	return a.post(ctx, osquery.PathLog, a.logBody(time.Now()), nil)
 }
 
@@ -494,6 +507,7 @@ func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
 		req := osquery.NodeRequest{NodeKey: a.key}
 		if a.g.opts.LongPoll {
 			req.VigilWait = a.g.opts.holdWait()
+			a.turn <- struct{}{}
 		}
 		var rr osquery.DistributedReadResponse
 		var err error
@@ -502,27 +516,18 @@ func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
 		} else {
 			err = a.post(ctx, osquery.PathDistributedRead, req, &rr)
 		}
-		if err == nil && len(rr.Queries) > 0 {
-			// As Vigil's agent, a long-polling agent has its write held as
-			// its next read (heldWrite); a plain one's write finishes under
-			// reqCtx, which outlives the run.
-			wr := osquery.DistributedWriteRequest{NodeKey: a.key, Queries: map[string][]map[string]string{},
-				Statuses: map[string]osquery.Int{}, VigilWait: req.VigilWait}
-			for id := range rr.Queries {
-				wr.Queries[id] = []map[string]string{{"host": a.ident, "answer": "42"}}
-				wr.Statuses[id] = 0
+		answered := err == nil && len(rr.Queries) > 0
+		if answered {
+			wait := req.VigilWait
+			if a.logWaiting.Load() > 0 {
+				wait = 0 // as Vigil's agent: a held write would keep the log waiting
 			}
-			if wr.VigilWait > 0 {
-				q, err := a.heldWrite(ctx, reqCtx, wr)
-				if err == nil {
-					a.g.answered.Add(int64(len(rr.Queries)))
-					next = q
-				}
-				continue
-			}
-			if a.post(reqCtx, osquery.PathDistributedWrite, wr, nil) == nil {
-				a.g.answered.Add(int64(len(rr.Queries)))
-			}
+			next = a.answer(ctx, reqCtx, rr.Queries, wait)
+		}
+		if a.g.opts.LongPoll {
+			<-a.turn
+		}
+		if answered {
 			continue
 		}
 		wait := a.g.opts.ReadInterval
@@ -536,6 +541,30 @@ func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
 			return
 		}
 	}
+}
+
+// answer writes the answers to queries. As Vigil's agent, a long-polling
+// agent (wait > 0) has its write held as its next read (heldWrite), and
+// gets back the queries that read brought; a plain one's write finishes
+// under reqCtx, which outlives the run.
+func (a *simAgent) answer(ctx, reqCtx context.Context, queries map[string]string, wait int) (next map[string]string) {
+	wr := osquery.DistributedWriteRequest{NodeKey: a.key, Queries: map[string][]map[string]string{},
+		Statuses: map[string]osquery.Int{}, VigilWait: wait}
+	for id := range queries {
+		wr.Queries[id] = []map[string]string{{"host": a.ident, "answer": "42"}}
+		wr.Statuses[id] = 0
+	}
+	if wait > 0 {
+		q, err := a.heldWrite(ctx, reqCtx, wr)
+		if err == nil {
+			a.g.answered.Add(int64(len(queries)))
+		}
+		return q
+	}
+	if a.post(reqCtx, osquery.PathDistributedWrite, wr, nil) == nil {
+		a.g.answered.Add(int64(len(queries)))
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
