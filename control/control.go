@@ -107,8 +107,12 @@ type Options struct {
 	// Rejoin, when set, hands a connection back to the HTTP server that
 	// accepted it: its listener's Accept returns it again. It reports
 	// false when the listener is closed. With it, long-poll holds over
-	// HTTP/1.1 are parked off net/http while they wait (park.go).
+	// HTTP/1.1 are parked off net/http while they wait (park.go), and
+	// connections wait off net/http between requests (idle.go).
 	Rejoin func(net.Conn) bool
+	// IdleTimeout closes a connection waiting off net/http for its next
+	// request this long (idle.go); default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Server serves the osquery remote API and runs live-query campaigns.
@@ -134,6 +138,7 @@ type Server struct {
 	timers    map[string]*time.Timer
 	prio      priority
 	parked    parkedSet
+	idle      idleSet
 	wakes     wakeQueue
 
 	stop   chan struct{}
@@ -172,6 +177,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.LiveQueryPriority == 0 {
 		opts.LiveQueryPriority = DefaultLiveQueryPriority
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.BadSecretLimit <= 0 {
 		opts.BadSecretLimit = 20
@@ -243,6 +251,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
 		s.parked.close()
+		s.idle.close()
 		s.wakes.close()
 		s.cancel()
 		<-s.done
@@ -272,7 +281,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+osquery.PathDistributedWrite, s.handleDistributedWrite)
 	mux.HandleFunc("POST "+osquery.PathCarveBegin, s.handleCarveBegin)
 	mux.HandleFunc("POST "+osquery.PathCarveBlock, s.handleCarveBlock)
-	return mux
+	return s.idleAfter(mux)
 }
 
 // OsqueryTableOf returns the osquery table the scheduled query of this

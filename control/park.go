@@ -24,8 +24,9 @@ import (
 // heap per agent. Every agent holds a read nearly all the time, so at
 // 10,000 agents these were the largest share of the server's memory
 // (docs/scaling.md). When a query arrives or the hold ends, the answer is
-// written on the connection and it goes back to the HTTP server, which
-// serves the agent's next request on it as on a newly accepted one.
+// written on the connection, which then waits for the agent's next
+// request (idle.go) and goes back to the HTTP server, which serves it as
+// on a newly accepted connection.
 //
 // A parked connection is not read, so an agent that goes away is noticed
 // when its hold ends, not at once; what it was handed then is lost as any
@@ -205,9 +206,7 @@ func (p *parkedHold) finish(q map[string]string, err error) {
 		return
 	}
 	p.conn.SetWriteDeadline(time.Time{})
-	if !s.opts.Rejoin(p.conn) {
-		p.conn.Close()
-	}
+	s.waitIdle(p.conn) // until the agent's next request
 }
 
 // parkedSet is the parked holds, answered at Close.

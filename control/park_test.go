@@ -81,9 +81,13 @@ func TestParkedHold(t *testing.T) {
 	if n := e.ln.accepted.Load(); n != 1 {
 		t.Errorf("%d connections for six requests, three of them parked; want 1", n)
 	}
-	if n := e.ln.rejoined.Load(); n != 3 {
-		t.Errorf("%d connections handed back, want 3", n)
+	// Handed back after each of the three parked holds, and when the
+	// next request came after the enrollment and after the log, which
+	// waited idle (idle.go); the plain read's connection waits now.
+	if n := e.ln.rejoined.Load(); n != 5 {
+		t.Errorf("%d connections handed back, want 5", n)
 	}
+	waitStats(t, e, "the connection waits idle", func(s Stats) bool { return s.IdleConns == 1 })
 	if s := e.srv.Stats(); s.ParkedHolds != 0 || s.HeldReads != 0 {
 		t.Errorf("at rest: %+v", s)
 	}
@@ -175,6 +179,7 @@ func TestParkedHoldPipelinedAndClose(t *testing.T) {
 	e := newEnv(t, nil)
 	key, _ := e.enroll("enroll_vigil.json")
 	read := func(wait int) string { return string(nodeBody(key, wait)) }
+	waitStats(t, e, "the enrollment's connection waits idle", func(s Stats) bool { return s.IdleConns == 1 })
 
 	rc := e.dialRaw(t)
 	if _, err := io.WriteString(rc.c, rawRequest(osquery.PathDistributedRead, read(100))+rawRequest(osquery.PathDistributedRead, read(0))); err != nil {
@@ -186,9 +191,12 @@ func TestParkedHoldPipelinedAndClose(t *testing.T) {
 			t.Fatalf("pipelined response %d: %d %q", i, resp.StatusCode, body)
 		}
 	}
+	// After the parked hold's answer, with the pipelined request; that
+	// request's connection then waits idle, not handed back yet.
 	if n := e.ln.rejoined.Load(); n != 1 {
 		t.Errorf("%d connections handed back, want 1", n)
 	}
+	waitStats(t, e, "the connection waits idle", func(s Stats) bool { return s.IdleConns == 2 })
 
 	rc = e.dialRaw(t)
 	io.WriteString(rc.c, rawRequest(osquery.PathDistributedRead, read(50), "Connection", "close"))

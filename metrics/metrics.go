@@ -151,6 +151,7 @@ var (
 	agentLogLines    = counter("vigil_agent_log_lines_total", "Log lines in accepted requests.")
 	agentHeldReads   = gauge("vigil_agent_held_reads", "distributed/read requests held open now (agents waiting for live queries).")
 	agentParked      = gauge("vigil_agent_parked_holds", "Of the held requests, those whose HTTP/1.1 connection is parked (waiting without a goroutine).")
+	agentIdle        = gauge("vigil_agent_idle_conns", "Agent connections waiting between requests off net/http (a small goroutine, no buffers).")
 	liveDelivered    = counter("vigil_live_queries_delivered_total", "Live queries handed to hosts.")
 	liveResults      = counter("vigil_live_query_results_total", "Host answers to live queries recorded.")
 	liveCampaigns    = counter("vigil_live_query_campaigns_total", "Live-query campaigns started.")
@@ -168,7 +169,7 @@ var (
 var all = []desc{ingestLines, ingestRejected, ingestAppended, ingestRows, ingestEvents, ingestUnavail, ingestStoreRej, ingestYielded,
 	ingestLastAppend, walPending, walSegments, walRecords, walCommits, walBytes, walFull, storeHead, detectLag,
 	ruleMatches, ruleAlerts, ruleDeduped, ruleSuppressed, ruleFailures, agentsDesc, agentDrops, agentEnroll, agentRefused,
-	agentBadKeys, agentLogReqs, agentLogLines, agentHeldReads, agentParked, liveDelivered, liveResults, liveCampaigns,
+	agentBadKeys, agentLogReqs, agentLogLines, agentHeldReads, agentParked, agentIdle, liveDelivered, liveResults, liveCampaigns,
 	outSent, outAttempts, outFailures, outDead, outQueued, storeSize, storeRows, storeViews, storeViewsRef}
 
 type collector struct{ m *Metrics }
@@ -235,6 +236,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(agentLogLines, float64(s.LogLines))
 		emit(agentHeldReads, float64(s.HeldReads))
 		emit(agentParked, float64(s.ParkedHolds))
+		emit(agentIdle, float64(s.IdleConns))
 		emit(liveDelivered, float64(s.QueriesDelivered))
 		emit(liveResults, float64(s.ResultsRecorded))
 		emit(liveCampaigns, float64(s.CampaignsStarted))
