@@ -502,6 +502,14 @@ func (a *simAgent) logBody(now time.Time) []byte {
 }
 
 func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
+	// A polling agent's first read comes at a random point of the
+	// interval, as its log sends do: a fleet's agents started at
+	// different times, not within the seconds the simulation takes to
+	// enroll them all (which would bring all their answers to a live
+	// query within those seconds).
+	if !a.g.opts.LongPoll && !sleep(ctx, time.Duration(randomUint(uint64(a.g.opts.ReadInterval)))) {
+		return
+	}
 	var next map[string]string // queries a held write brought back
 	for ctx.Err() == nil {
 		req := osquery.NodeRequest{NodeKey: a.key}
