@@ -80,6 +80,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, key string
 		return vigil.Host{}, false
 	}
 	s.touch(h.ID, r.RemoteAddr)
+	if iw, ok := w.(*idleWriter); ok && h.LongPoll {
+		// Its next request (a hold) comes at once: waiting for it off
+		// net/http would only put the accept loop in its way (idle.go).
+		iw.stay = true
+	}
 	return s.withLastSeen(h), true
 }
 

@@ -21,7 +21,8 @@ import (
 // these were the largest share of the server's memory (docs/scaling.md).
 //
 // With Options.Rejoin set, a finished request of the osquery API over
-// HTTP/1.1 has its response written here and its connection taken from
+// HTTP/1.1 (but a long-polling agent's, whose next request, a hold, comes
+// at once) has its response written here and its connection taken from
 // net/http (hijacked) until the agent sends its next request: it waits
 // on a small goroutine, with no buffer, and then goes back to the HTTP
 // server, which serves it as a newly accepted connection.
@@ -41,6 +42,9 @@ type idleWriter struct {
 	status int
 	body   bytes.Buffer
 	passed bool
+	// stay: the connection stays with net/http (a long-polling agent,
+	// whose next request comes at once).
+	stay bool
 }
 
 func (w *idleWriter) Header() http.Header {
@@ -114,7 +118,7 @@ func (s *Server) idleAfter(next http.Handler) http.Handler {
 		}
 		iw := &idleWriter{ResponseWriter: w, header: http.Header{}}
 		next.ServeHTTP(iw, r)
-		if iw.passed || s.handOff(w, r, iw) {
+		if iw.passed || !iw.stay && s.handOff(w, r, iw) {
 			return
 		}
 		iw.pass()

@@ -59,6 +59,21 @@ func TestIdleBetweenRequests(t *testing.T) {
 		t.Fatalf("after the unread body: %d %q", resp.StatusCode, body)
 	}
 
+	// A long-polling agent's connection stays with net/http: its next
+	// request, a hold, comes at once.
+	vkey, _ := e.enroll("enroll_vigil.json")
+	vc := e.dialRaw(t)
+	rejoined := e.ln.rejoined.Load()
+	for range 2 {
+		io.WriteString(vc.c, rawRequest(osquery.PathLog, `{"node_key":"`+vkey+`","log_type":"status","data":[]}`))
+		if resp, _ := vc.response(t); resp.StatusCode != 200 {
+			t.Fatalf("long-polling agent's log: %d", resp.StatusCode)
+		}
+	}
+	if n := e.ln.rejoined.Load() - rejoined; n != 0 {
+		t.Errorf("a long-polling agent's connection was handed back %d times", n)
+	}
+
 	// Asked to close: answered, then closed.
 	io.WriteString(rc.c, rawRequest(osquery.PathLog, logBody, "Connection", "close"))
 	resp, _ := rc.response(t)
