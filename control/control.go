@@ -137,8 +137,8 @@ type Server struct {
 	timerMu   sync.Mutex
 	timers    map[string]*time.Timer
 	prio      priority
-	parked    parkedSet
-	idle      idleSet
+	parked    waitingSet[*parkedHold]
+	idle      waitingSet[net.Conn]
 	wakes     wakeQueue
 
 	stop   chan struct{}
@@ -250,8 +250,8 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
-		s.parked.close()
-		s.idle.close()
+		s.answerParked()
+		s.closeIdle()
 		s.wakes.close()
 		s.cancel()
 		<-s.done

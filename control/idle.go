@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -153,7 +152,6 @@ func (s *Server) handOff(w http.ResponseWriter, r *http.Request, iw *idleWriter)
 	head.WriteByte(' ')
 	head.WriteString(http.StatusText(status))
 	head.WriteString("\r\n")
-	iw.header.Del("Content-Length")
 	iw.header.Del("Transfer-Encoding")
 	iw.header.Del("Connection")
 	iw.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
@@ -224,39 +222,10 @@ func (s *Server) waitIdle(c net.Conn) {
 	}()
 }
 
-// idleSet is the connections waiting in waitIdle, closed at Close.
-type idleSet struct {
-	mu     sync.Mutex
-	m      map[net.Conn]struct{}
-	closed bool
-}
-
-func (is *idleSet) add(c net.Conn) bool {
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	if is.closed {
-		return false
-	}
-	if is.m == nil {
-		is.m = map[net.Conn]struct{}{}
-	}
-	is.m[c] = struct{}{}
-	return true
-}
-
-func (is *idleSet) remove(c net.Conn) {
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	delete(is.m, c)
-}
-
-// close wakes every waiting connection (its deadline passes), which then
-// closes, and lets none wait from now on.
-func (is *idleSet) close() {
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	is.closed = true
-	for c := range is.m {
+// closeIdle wakes every connection waiting in waitIdle (its deadline
+// passes), which then closes; none waits from now on.
+func (s *Server) closeIdle() {
+	for _, c := range s.idle.close() {
 		c.SetReadDeadline(time.Unix(1, 0))
 	}
 }

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -108,18 +107,9 @@ func TestIdlePipelined(t *testing.T) {
 	second := rawRequest(osquery.PathDistributedRead, `{"node_key":"`+key+`"}`)
 	for _, size := range []int{1000, 4096} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			tr := e.client.Transport.(*http.Transport)
-			cfg := tr.TLSClientConfig.Clone()
-			cfg.NextProtos = []string{"http/1.1"}
-			cfg.DynamicRecordSizingDisabled = true // both requests in one record
-			c, err := tls.Dial("tcp", strings.TrimPrefix(e.http.URL, "https://"), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
-			rc := &rawConn{c: c, r: bufio.NewReader(c)}
-			if _, err := io.WriteString(c, first(size)+second); err != nil {
+			// Both requests in one record.
+			rc := e.dialRaw(t, func(c *tls.Config) { c.DynamicRecordSizingDisabled = true })
+			if _, err := io.WriteString(rc.c, first(size)+second); err != nil {
 				t.Fatal(err)
 			}
 			if resp, body := rc.response(t); resp.StatusCode != 200 || body != "{}\n" {

@@ -212,44 +212,50 @@ func (p *parkedHold) finish(q map[string]string, err error) {
 	s.rejoinOrClose(p.conn)
 }
 
-// parkedSet is the parked holds, answered at Close.
-type parkedSet struct {
+// waitingSet is what waits off net/http (parked holds, idle
+// connections), for Close to end: close marks it closed, so that add
+// refuses from then on, and returns what was in it.
+type waitingSet[T comparable] struct {
 	mu     sync.Mutex
-	m      map[*parkedHold]struct{}
+	m      map[T]struct{}
 	closed bool
 }
 
-func (ps *parkedSet) add(p *parkedHold) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.closed {
+func (ws *waitingSet[T]) add(v T) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closed {
 		return false
 	}
-	if ps.m == nil {
-		ps.m = map[*parkedHold]struct{}{}
+	if ws.m == nil {
+		ws.m = map[T]struct{}{}
 	}
-	ps.m[p] = struct{}{}
+	ws.m[v] = struct{}{}
 	return true
 }
 
-func (ps *parkedSet) remove(p *parkedHold) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	delete(ps.m, p)
+func (ws *waitingSet[T]) remove(v T) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	delete(ws.m, v)
 }
 
-// close answers every parked hold (with what is pending, or nothing) and
-// closes its connection, and parks none from now on.
-func (ps *parkedSet) close() {
-	ps.mu.Lock()
-	ps.closed = true
-	all := make([]*parkedHold, 0, len(ps.m))
-	for p := range ps.m {
-		all = append(all, p)
+func (ws *waitingSet[T]) close() []T {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.closed = true
+	all := make([]T, 0, len(ws.m))
+	for v := range ws.m {
+		all = append(all, v)
 	}
-	ps.mu.Unlock()
+	return all
+}
+
+// answerParked answers every parked hold (with what is pending, or
+// nothing) and closes its connection; none is parked from now on.
+func (s *Server) answerParked() {
 	var wg sync.WaitGroup
-	for _, p := range all {
+	for _, p := range s.parked.close() {
 		wg.Go(func() { p.run(runEnd) })
 	}
 	wg.Wait()

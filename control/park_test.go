@@ -136,11 +136,16 @@ type rawConn struct {
 	r *bufio.Reader
 }
 
-func (e *env) dialRaw(t *testing.T) *rawConn {
+// dialRaw connects over HTTP/1.1 for requests written by hand; mod, if
+// given, changes the TLS configuration.
+func (e *env) dialRaw(t *testing.T, mod ...func(*tls.Config)) *rawConn {
 	t.Helper()
 	tr := e.client.Transport.(*http.Transport)
 	cfg := tr.TLSClientConfig.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
+	for _, m := range mod {
+		m(cfg)
+	}
 	c, err := tls.Dial("tcp", strings.TrimPrefix(e.http.URL, "https://"), cfg)
 	if err != nil {
 		t.Fatal(err)
