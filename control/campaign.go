@@ -48,12 +48,29 @@ type CampaignEvent struct {
 // written to the audit log (actor, SQL, targets, source from WithSource)
 // in the same transaction as the campaign.
 func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, target Target) (Campaign, error) {
+	c, _, err := s.startCampaign(ctx, actor, sql, target, false)
+	return c, err
+}
+
+// StartFollowed is StartCampaign and Subscribe in one: the subscription
+// is made before any host can answer, so it replays nothing from the
+// state. Subscribing after the start reads back every target while the
+// first answers come in, and holds their publishing until it has.
+func (s *Server) StartFollowed(ctx context.Context, actor string, sql string, target Target) (Campaign, <-chan CampaignEvent, func(), error) {
+	c, sub, err := s.startCampaign(ctx, actor, sql, target, true)
+	if err != nil {
+		return Campaign{}, nil, nil, err
+	}
+	return c, sub.ch, s.hub.unsubscribe(c.ID, sub), nil
+}
+
+func (s *Server) startCampaign(ctx context.Context, actor string, sql string, target Target, follow bool) (Campaign, *subscriber, error) {
 	sql = strings.TrimSpace(sql)
 	if sql == "" {
-		return Campaign{}, fmt.Errorf("control: the query is empty: %w", vigil.ErrInvalid)
+		return Campaign{}, nil, fmt.Errorf("control: the query is empty: %w", vigil.ErrInvalid)
 	}
 	if len(sql) > MaxSQLBytes {
-		return Campaign{}, fmt.Errorf("control: the query is %d bytes, over the %d-byte limit: %w", len(sql), MaxSQLBytes, vigil.ErrInvalid)
+		return Campaign{}, nil, fmt.Errorf("control: the query is %d bytes, over the %d-byte limit: %w", len(sql), MaxSQLBytes, vigil.ErrInvalid)
 	}
 	start := time.Now()
 	// The drainer waits from here (listing and inserting 10,000 targets
@@ -70,15 +87,15 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 		var missing []string
 		hosts, missing, err = s.db.FindHosts(ctx, target.Hosts)
 		if err == nil && len(missing) > 0 {
-			return Campaign{}, fmt.Errorf("control: no host matches %q (use a host id, host identifier or hostname): %w",
+			return Campaign{}, nil, fmt.Errorf("control: no host matches %q (use a host id, host identifier or hostname): %w",
 				strings.Join(missing, `", "`), vigil.ErrInvalid)
 		}
 	}
 	if err != nil {
-		return Campaign{}, fmt.Errorf("control: resolving targets: %w", err)
+		return Campaign{}, nil, fmt.Errorf("control: resolving targets: %w", err)
 	}
 	if len(hosts) == 0 {
-		return Campaign{}, fmt.Errorf("control: no target host (name hosts, or all with at least one enrolled): %w", vigil.ErrInvalid)
+		return Campaign{}, nil, fmt.Errorf("control: no target host (name hosts, or all with at least one enrolled): %w", vigil.ErrInvalid)
 	}
 	now := s.now()
 	c := Campaign{SQL: sql, Actor: actor, CreatedAt: now, Deadline: now.Add(s.opts.QueryTimeout)}
@@ -93,9 +110,23 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 	}
 	audit := &state.AuditEntry{Actor: actor, Action: "query.start", Source: sourceOf(ctx), Time: now,
 		Detail: map[string]any{"sql": sql, "hosts": targets, "all": target.All}}
+	var sub *subscriber
+	if follow {
+		// Subscribed before the campaign is committed: every answer,
+		// from this replica or another, is published after this.
+		c.ID = state.NewID()
+		sub = s.hub.subscribe(c)
+	}
+	id := c.ID
 	c, err = s.db.CreateCampaign(ctx, c, audit)
 	if err != nil {
-		return Campaign{}, fmt.Errorf("control: %w", err)
+		if sub != nil {
+			s.hub.unsubscribe(id, sub)()
+		}
+		return Campaign{}, nil, fmt.Errorf("control: %w", err)
+	}
+	if sub != nil && c.Done {
+		s.hub.publish(c.ID, CampaignEvent{Type: EventDone, Summary: c.Summary})
 	}
 	s.stats.campaignsStarted.Add(1)
 	if !c.Done {
@@ -138,7 +169,7 @@ func (s *Server) StartCampaign(ctx context.Context, actor string, sql string, ta
 	if err := s.db.Announce(ctx, state.TopicHost, pending...); err != nil {
 		s.logger.Error("announcing a live query to replicas; agents there see it at their next poll", "campaign", c.ID, "err", err)
 	}
-	return c, nil
+	return c, sub, nil
 }
 
 // Subscribe follows a campaign: first what already happened (replayed
@@ -157,39 +188,11 @@ func (s *Server) Subscribe(campaignID string) (<-chan CampaignEvent, func()) {
 		close(ch)
 		return ch, func() {}
 	}
-	// Two events per host plus done: the buffer can hold everything a
-	// campaign will ever send, so publishers never block on a slow reader.
-	sub := &subscriber{ch: make(chan CampaignEvent, 2*len(c.Hosts)+1), sent: make(map[sentKey]bool, 2*len(c.Hosts)+1)}
-	for _, h := range c.Hosts {
-		if !state.FinalStatus(h.Status) {
-			continue
-		}
-		if h.Status == state.StatusOK {
-			sub.send(CampaignEvent{Type: EventResult, HostID: h.HostID, Hostname: h.Hostname, Rows: h.Rows, Columns: h.Columns})
-		}
-		sub.send(CampaignEvent{Type: EventStatus, HostID: h.HostID, Hostname: h.Hostname, Status: h.Status, Error: h.Error})
-	}
+	sub := s.hub.followLocked(c)
 	if c.Done {
-		sub.send(CampaignEvent{Type: EventDone, Summary: c.Summary})
-		close(sub.ch)
 		return sub.ch, func() {}
 	}
-	if s.hub.subs[campaignID] == nil {
-		s.hub.subs[campaignID] = map[*subscriber]bool{}
-	}
-	s.hub.subs[campaignID][sub] = true
-	cancel := func() {
-		s.hub.mu.Lock()
-		defer s.hub.mu.Unlock()
-		if s.hub.subs[campaignID][sub] {
-			delete(s.hub.subs[campaignID], sub)
-			if len(s.hub.subs[campaignID]) == 0 {
-				delete(s.hub.subs, campaignID)
-			}
-			close(sub.ch)
-		}
-	}
-	return sub.ch, cancel
+	return sub.ch, s.hub.unsubscribe(c.ID, sub)
 }
 
 // recordResult stores one host's answer and tells subscribers.
@@ -438,6 +441,57 @@ func (sub *subscriber) send(ev CampaignEvent) {
 	select {
 	case sub.ch <- ev:
 	default:
+	}
+}
+
+// subscribe follows c from what it holds (see followLocked).
+func (h *hub) subscribe(c Campaign) *subscriber {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.followLocked(c)
+}
+
+// followLocked makes a subscriber of c: it replays c's hosts that have
+// answered (or will not), then, if c is done, done, and closes; else it
+// is added to c's subscribers. h.mu is held.
+func (h *hub) followLocked(c Campaign) *subscriber {
+	// Two events per host plus done: the buffer can hold everything a
+	// campaign will ever send, so publishers never block on a slow reader.
+	sub := &subscriber{ch: make(chan CampaignEvent, 2*len(c.Hosts)+1), sent: make(map[sentKey]bool, 2*len(c.Hosts)+1)}
+	for _, ch := range c.Hosts {
+		if !state.FinalStatus(ch.Status) {
+			continue
+		}
+		if ch.Status == state.StatusOK {
+			sub.send(CampaignEvent{Type: EventResult, HostID: ch.HostID, Hostname: ch.Hostname, Rows: ch.Rows, Columns: ch.Columns})
+		}
+		sub.send(CampaignEvent{Type: EventStatus, HostID: ch.HostID, Hostname: ch.Hostname, Status: ch.Status, Error: ch.Error})
+	}
+	if c.Done {
+		sub.send(CampaignEvent{Type: EventDone, Summary: c.Summary})
+		close(sub.ch)
+		return sub
+	}
+	if h.subs[c.ID] == nil {
+		h.subs[c.ID] = map[*subscriber]bool{}
+	}
+	h.subs[c.ID][sub] = true
+	return sub
+}
+
+// unsubscribe returns the cancel of sub: it stops following (and closes
+// the channel) unless done already did.
+func (h *hub) unsubscribe(id string, sub *subscriber) func() {
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.subs[id][sub] {
+			delete(h.subs[id], sub)
+			if len(h.subs[id]) == 0 {
+				delete(h.subs, id)
+			}
+			close(sub.ch)
+		}
 	}
 }
 

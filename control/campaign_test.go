@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -293,6 +294,73 @@ func TestStartCampaignErrors(t *testing.T) {
 		t.Error("unknown campaign channel not closed")
 	}
 	cancel()
+}
+
+// StartFollowed subscribes before any host can answer: its events are the
+// offline hosts' at once, then each answer once, then done.
+func TestStartFollowed(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.OfflineAfter = time.Minute })
+	ctx := context.Background()
+	key, a := e.enroll("enroll.json")
+	stale, _, err := e.db.EnrollHost(ctx, vigil.Host{Identifier: "stale", Hostname: "stale", LastSeen: time.Now().Add(-2 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := func() int {
+		e.srv.hub.mu.Lock()
+		defer e.srv.hub.mu.Unlock()
+		return len(e.srv.hub.subs)
+	}
+
+	c, ch, cancel, err := e.srv.StartFollowed(ctx, "alice", "SELECT 1 AS one", Target{Hosts: []string{a.ID, stale.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if first := <-ch; first.Type != EventStatus || first.HostID != stale.ID || first.Status != state.StatusOffline {
+		t.Fatalf("first event %+v, want the offline host's status", first)
+	}
+	q, _ := e.readQueries(ctx, key, 0)
+	if q[c.ID] != "SELECT 1 AS one" {
+		t.Fatalf("host read %v", q)
+	}
+	wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key,
+		Queries: map[string][]map[string]string{c.ID: {{"one": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
+	if r := e.post(osquery.PathDistributedWrite, wb); r.status != 200 {
+		t.Fatalf("write: %d %s", r.status, r.body)
+	}
+	var got []string
+	for _, ev := range collect(t, ch, 10*time.Second) {
+		got = append(got, fmt.Sprintf("%s %s %s %v %d/%d/%d", ev.Type, ev.Hostname, ev.Status, ev.Rows, ev.Summary.Total, ev.Summary.OK, ev.Summary.Offline))
+	}
+	want := []string{
+		"result " + a.Hostname + "  [map[one:1]] 0/0/0",
+		"status " + a.Hostname + " ok [] 0/0/0",
+		"done   [] 2/1/1",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := subs(); n != 0 {
+		t.Errorf("%d campaigns still have subscribers after done", n)
+	}
+
+	// Every target offline: done at once, and the channel closes.
+	_, ch, cancel2, err := e.srv.StartFollowed(ctx, "alice", "SELECT 1", Target{Hosts: []string{stale.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(t, ch, 5*time.Second)
+	cancel2()
+	if len(evs) != 2 || evs[0].Status != state.StatusOffline || evs[1].Type != EventDone || evs[1].Summary.Offline != 1 {
+		t.Errorf("all offline: %+v", evs)
+	}
+	if _, _, _, err := e.srv.StartFollowed(ctx, "alice", "SELECT 1", Target{Hosts: []string{"ghost"}}); !errors.Is(err, vigil.ErrInvalid) {
+		t.Errorf("unknown target: %v", err)
+	}
+	if n := subs(); n != 0 {
+		t.Errorf("%d campaigns still have subscribers", n)
+	}
 }
 
 func TestSubscribeCancel(t *testing.T) {

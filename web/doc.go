@@ -20,7 +20,7 @@
 //	                                                 newest first; a full page's next_before is the ?before= of the next
 //	          GET  /api/v1/queries?limit=            {"queries":[campaign summaries]}
 //	          GET  /api/v1/queries/{id}              campaign with per-host status, "columns" and rows (keys in column order)
-//	          GET  /api/v1/queries/{id}/stream       text/event-stream: result, status, done
+//	          GET  /api/v1/queries/{id}/stream?events=all|summary   text/event-stream: result, status, done
 //	          GET  /api/v1/carves                    {"carves":[...]}
 //	          GET  /api/v1/config                    fleet configuration and version
 //	          GET  /api/v1/config/versions[/{n}]
@@ -59,7 +59,12 @@
 // for a host that succeeded (columns: the SELECT's column order, when the
 // host's answer gave it; each row's keys come in that order), "status" {"host_id","hostname","status","error"}
 // once per host (ok, error, offline, timeout), and finally "done"
-// {"total","ok","error","timeout","offline"}. Hosts offline when the query
+// {"total","ok","error","timeout","offline"}. With ?events=summary (on
+// the stream or on a streamed POST) it sends neither rows nor statuses:
+// "progress" {"total","pending","ok","error","timeout","offline"} at most
+// every 250 ms while hosts answer, then done; a watcher of a campaign to
+// thousands of hosts reads the rows later from GET /api/v1/queries/{id}.
+// Hosts offline when the query
 // starts (no check-in within control.Options.OfflineAfter) are reported
 // offline at once and never sent the query; the others have
 // control.Options.QueryTimeout (default 90 s; vigil server --query-timeout) to answer, then time out.

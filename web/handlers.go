@@ -154,21 +154,29 @@ func (a *API) startQuery(w http.ResponseWriter, r *http.Request, p state.Princip
 		writeError(w, http.StatusBadRequest, `give either "hosts" or "all": true, not both`)
 		return
 	}
-	ctx := control.WithSource(r.Context(), r.RemoteAddr)
-	c, err := a.ctl.StartCampaign(ctx, p.Name, req.SQL, control.Target{Hosts: req.Hosts, All: req.All})
-	if err != nil {
-		a.fail(w, r, err)
+	summary, ok := streamSummary(w, r)
+	if !ok {
 		return
 	}
-	w.Header().Set("Location", "/api/v1/queries/"+c.ID)
+	ctx := control.WithSource(r.Context(), r.RemoteAddr)
+	target := control.Target{Hosts: req.Hosts, All: req.All}
 	if acceptsEventStream(r) {
 		// The query and its results in one request: no list of every
 		// target to encode and read first (a megabyte at 10,000 hosts),
 		// and no second request that replays what came meanwhile.
-		events, cancel := a.ctl.Subscribe(c.ID)
+		c, events, cancel, err := a.ctl.StartFollowed(ctx, p.Name, req.SQL, target)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
 		defer cancel()
+		w.Header().Set("Location", "/api/v1/queries/"+c.ID)
 		created := QueryCreated{ID: c.ID, Total: c.Summary.Total, Pending: c.Summary.Pending, Offline: c.Summary.Offline}
-		a.serveEvents(w, r, http.StatusCreated, events, func(w io.Writer) error {
+		var progress *ProgressData
+		if summary {
+			progress = &ProgressData{Total: c.Summary.Total, Pending: c.Summary.Total}
+		}
+		a.serveEvents(w, r, http.StatusCreated, events, progress, func(w io.Writer) error {
 			b, err := json.Marshal(created)
 			if err != nil {
 				return err
@@ -178,6 +186,12 @@ func (a *API) startQuery(w http.ResponseWriter, r *http.Request, p state.Princip
 		})
 		return
 	}
+	c, err := a.ctl.StartCampaign(ctx, p.Name, req.SQL, target)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/queries/"+c.ID)
 	out := QueryStarted{ID: c.ID, Hosts: make([]QueryTarget, len(c.Hosts))}
 	for i, h := range c.Hosts {
 		out.Hosts[i] = QueryTarget{ID: h.HostID, Hostname: h.Hostname, Status: h.Status}

@@ -315,3 +315,86 @@ func testStartQueryStream(t *testing.T, e *env) {
 		t.Errorf("replayed events:\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestStreamSummary follows a live query with ?events=summary: counts as
+// hosts answer and done, no rows and no per-host status.
+func TestStreamSummary(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fast, slow := e.enroll("web-01", true), e.enroll("web-02", true)
+	fast.answer = func(string) ([]map[string]string, int, string) { return []map[string]string{{"one": "1"}}, 0, "" }
+	// The slow host answers well after a progress tick has told of the fast one.
+	slow.answer = func(string) ([]map[string]string, int, string) {
+		time.Sleep(4 * progressEvery)
+		return nil, 1, "no such table: nope"
+	}
+	go fast.run(ctx)
+	go slow.run(ctx)
+
+	post := func(query string) *http.Request {
+		b, _ := json.Marshal(QueryRequest{SQL: "SELECT 1 AS one", All: true})
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.people.URL+"/api/v1/queries"+query, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+e.tokens[state.RoleOperator])
+		req.Header.Set("Accept", "text/event-stream")
+		return req
+	}
+	for _, bad := range []string{"?events=rows", "?events=SUMMARY"} {
+		r := e.do("GET", "/api/v1/queries/nope/stream"+bad, e.tokens[state.RoleViewer], nil)
+		if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "want all or summary") {
+			t.Errorf("GET stream%s: %d %s, want 400 naming the choices", bad, r.status, r.body)
+		}
+		res, err := e.client.Do(post(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST%s: %d, want 400", bad, res.StatusCode)
+		}
+	}
+	if qs, err := e.db.ListCampaigns(ctx, 10); err != nil || len(qs) != 0 {
+		t.Fatalf("refused requests started %d campaigns (%v)", len(qs), err)
+	}
+
+	check := func(what string, evs []sseEvent) {
+		t.Helper()
+		var names []string
+		sawOne := false
+		for _, ev := range evs {
+			names = append(names, ev.name)
+			if ev.name == "progress" {
+				var p ProgressData
+				if err := json.Unmarshal([]byte(ev.data), &p); err != nil {
+					t.Fatalf("%s: progress %s: %v", what, ev.data, err)
+				}
+				if p.Total != 2 || p.Pending+p.OK+p.Error+p.Timeout+p.Offline != 2 {
+					t.Errorf("%s: progress %s does not add up to 2 hosts", what, ev.data)
+				}
+				sawOne = sawOne || (p.OK == 1 && p.Pending == 1)
+			}
+		}
+		last := evs[len(evs)-1]
+		if last.name != "done" || last.data != `{"total":2,"ok":1,"error":1,"timeout":0,"offline":0}` {
+			t.Errorf("%s: last event %s %s", what, last.name, last.data)
+		}
+		for _, n := range names {
+			if n != "created" && n != "progress" && n != "done" {
+				t.Errorf("%s: events %v: only created, progress and done belong in a summary", what, names)
+				break
+			}
+		}
+		if what == "live" && !sawOne {
+			t.Errorf("%s: events %v: no progress told of the fast host while the slow one was pending", what, names)
+		}
+	}
+	evs, _ := e.readEvents(post("?events=summary"), http.StatusCreated)
+	check("live", evs)
+	var created QueryCreated
+	json.Unmarshal([]byte(evs[0].data), &created)
+	// Replayed after the end, the summary is done at once.
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.people.URL+"/api/v1/queries/"+created.ID+"/stream?events=summary", nil)
+	req.Header.Set("Authorization", "Bearer "+e.tokens[state.RoleViewer])
+	replay, _ := e.readEvents(req, http.StatusOK)
+	check("replay", replay)
+}
