@@ -145,18 +145,12 @@ func (s *Server) handOff(w http.ResponseWriter, r *http.Request, iw *idleWriter)
 		return false
 	}
 	conn.SetDeadline(time.Time{}) // net/http's
-	var head bytes.Buffer
-	head.Grow(256)
-	head.WriteString("HTTP/1.1 ")
-	head.WriteString(strconv.Itoa(status))
-	head.WriteByte(' ')
-	head.WriteString(http.StatusText(status))
-	head.WriteString("\r\n")
+	head := bytes.NewBuffer(appendStatusLine(make([]byte, 0, 256), status))
 	iw.header.Del("Transfer-Encoding")
 	iw.header.Del("Connection")
-	iw.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	iw.header.Del("Date")
 	iw.header.Set("Content-Length", strconv.Itoa(iw.body.Len()))
-	iw.header.Write(&head)
+	iw.header.Write(head)
 	head.WriteString("\r\n")
 	conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
 	if _, err := (&net.Buffers{head.Bytes(), iw.body.Bytes()}).WriteTo(conn); err != nil {
@@ -174,6 +168,19 @@ func (s *Server) handOff(w http.ResponseWriter, r *http.Request, iw *idleWriter)
 	}
 	s.waitIdle(conn)
 	return true
+}
+
+// appendStatusLine appends an HTTP/1.1 response's status line and its
+// Date header, for a response written on a hijacked connection; the
+// caller adds the other headers and the blank line.
+func appendStatusLine(b []byte, status int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\nDate: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	return append(b, "\r\n"...)
 }
 
 func (s *Server) rejoinOrClose(c net.Conn) {

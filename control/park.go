@@ -92,8 +92,8 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 	if write {
 		// The status tells the agent its answers are recorded.
 		conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
-		if _, err := io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nDate: "+
-			time.Now().UTC().Format(http.TimeFormat)+"\r\n\r\n"); err != nil {
+		head := append(appendStatusLine(nil, http.StatusOK), "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+		if _, err := conn.Write(head); err != nil {
 			conn.Close()
 			return true
 		}
@@ -185,13 +185,8 @@ func (p *parkedHold) finish(q map[string]string, err error) {
 		msg = append(msg, body...)
 		msg = append(msg, "\r\n0\r\n\r\n"...)
 	} else {
-		msg = append(msg, "HTTP/1.1 "...)
-		msg = strconv.AppendInt(msg, int64(status), 10)
-		msg = append(msg, ' ')
-		msg = append(msg, http.StatusText(status)...)
-		msg = append(msg, "\r\nContent-Type: application/json\r\nDate: "...)
-		msg = append(msg, time.Now().UTC().Format(http.TimeFormat)...)
-		msg = append(msg, "\r\nContent-Length: "...)
+		msg = appendStatusLine(msg, status)
+		msg = append(msg, "Content-Type: application/json\r\nContent-Length: "...)
 		msg = strconv.AppendInt(msg, int64(len(body)), 10)
 		if p.close {
 			msg = append(msg, "\r\nConnection: close"...)
