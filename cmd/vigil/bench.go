@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -39,8 +40,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpu-profile", "", "write the load generator's own CPU profile to `FILE` (to see what the simulation costs)")
 	liveQuery := fs.String("live-query", "", "once every agent is enrolled, send this live query to all hosts through the people API (needs --data-dir's profile) and time it until every result is in")
 	liveAfter := fs.Duration("live-query-after", 0, "with --live-query, wait this long after every agent is online before sending it (0: at once, at the tail of the enrollment burst; a few seconds: the fleet's steady state)")
+	liveEvents := fs.String("live-query-events", "summary", "with --live-query, the stream to follow it by: summary (counts, then done: what the server took) or all (every host's rows and status as vigil query reads them; the load generator, on the same cores as the server, reads 20,000 events at 10,000 agents)")
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
+	}
+	if *liveEvents != "summary" && *liveEvents != "all" {
+		return fmt.Errorf("bench agents: --live-query-events %q: want summary or all", *liveEvents)
 	}
 	if *dataDir != "" {
 		p, err := readProfile(*dataDir)
@@ -98,7 +103,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		live = make(chan liveResult, 1)
-		go func() { live <- timeLiveQuery(ctx, c, *liveQuery, *count, *liveAfter) }()
+		go func() { live <- timeLiveQuery(ctx, c, *liveQuery, *liveEvents, *count, *liveAfter) }()
 	}
 	rep, err := loadgen.Run(ctx, loadgen.Options{
 		URL:          *server,
@@ -128,8 +133,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if lr.Error != "" {
 			fmt.Fprintf(stdout, "live query: %s\n", lr.Error)
 		} else {
-			fmt.Fprintf(stdout, "live query to %d hosts: every result in after %v (created after %v, first result after %v; %d ok, %d error, %d timeout, %d offline)\n",
-				lr.Hosts, lr.AllIn, lr.Created, lr.FirstIn, lr.Done.OK, lr.Done.Error, lr.Done.Timeout, lr.Done.Offline)
+			fmt.Fprintf(stdout, "live query to %d hosts (%s stream): every result in after %v (created after %v, first answer seen after %v; %d ok, %d error, %d timeout, %d offline)\n",
+				lr.Hosts, lr.Events, lr.AllIn, lr.Created, lr.FirstIn, lr.Done.OK, lr.Done.Error, lr.Done.Timeout, lr.Done.Offline)
 		}
 	}
 	return nil
@@ -138,16 +143,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // liveResult is how long a live query to the whole simulated fleet took.
 type liveResult struct {
 	Hosts   int           `json:"hosts"`
-	Created time.Duration `json:"created"` // when the query's created event came
-	FirstIn time.Duration `json:"first_result"`
+	Events  string        `json:"events"`       // the stream followed: summary or all
+	Created time.Duration `json:"created"`      // when the query's created event came
+	FirstIn time.Duration `json:"first_result"` // first result event, or first progress event of a summary
 	AllIn   time.Duration `json:"all_results"`
 	Done    doneEvent     `json:"done"`
 	Error   string        `json:"error,omitempty"`
 }
 
 // timeLiveQuery waits until want hosts are online and then after, sends
-// sql to all of them and times the campaign until its done event.
-func timeLiveQuery(ctx context.Context, c *client, sql string, want int, after time.Duration) liveResult {
+// sql to all of them and times the campaign until its done event, read
+// from the stream of the given events (summary or all).
+func timeLiveQuery(ctx context.Context, c *client, sql, events string, want int, after time.Duration) liveResult {
 	for {
 		var out struct {
 			Hosts []hostView `json:"hosts"`
@@ -176,12 +183,12 @@ func timeLiveQuery(ctx context.Context, c *client, sql string, want int, after t
 	case <-time.After(after):
 	}
 	start := time.Now()
-	resp, err := c.openStream(ctx, http.MethodPost, "/api/v1/queries", map[string]any{"sql": sql, "all": true})
+	resp, err := c.openStream(ctx, http.MethodPost, "/api/v1/queries?events="+url.QueryEscape(events), map[string]any{"sql": sql, "all": true})
 	if err != nil {
 		return liveResult{Error: err.Error()}
 	}
 	defer resp.Body.Close()
-	var res liveResult
+	res := liveResult{Events: events}
 	err = readSSE(resp.Body, func(event string, data []byte) (bool, error) {
 		switch event {
 		case "created":
@@ -193,7 +200,7 @@ func timeLiveQuery(ctx context.Context, c *client, sql string, want int, after t
 				return false, err
 			}
 			res.Hosts = c.Total
-		case "result":
+		case "result", "progress":
 			if res.FirstIn == 0 {
 				res.FirstIn = time.Since(start)
 			}
