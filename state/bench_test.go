@@ -106,6 +106,13 @@ func benchTouchHosts(b *testing.B, n int) {
 // completes it.
 func BenchmarkLiveQueryState10k(b *testing.B) { benchLiveQueryState(b, nil) }
 
+// The same with SQLite's default page cache on the writer, to compare.
+func BenchmarkLiveQueryState10kDefaultCache(b *testing.B) {
+	defer func(kib int) { writeCacheKiB = kib }(writeCacheKiB)
+	writeCacheKiB = 2000
+	benchLiveQueryState(b, nil)
+}
+
 // The same with each answer's column order stored (columns_json).
 func BenchmarkLiveQueryState10kColumns(b *testing.B) { benchLiveQueryState(b, []string{"one"}) }
 
