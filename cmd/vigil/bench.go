@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +21,12 @@ import (
 
 // runBench dispatches `vigil bench ...`.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "live-query" {
+		return runBenchLiveQuery(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "agents" {
-		return errors.New("usage: vigil bench agents --count N (--server URL --enroll-secret S [--ca FILE] | --data-dir DIR) [--duration D] [--long-poll] [--json]")
+		return errors.New("usage: vigil bench agents --count N (--server URL --enroll-secret S [--ca FILE] | --data-dir DIR) [--duration D] [--long-poll] [--json]\n" +
+			"       vigil bench live-query --data-dir DIR [--sql SQL] [--wait-for N] [--after D] [--events summary|all] [--json]")
 	}
 	fs := flag.NewFlagSet("bench agents", flag.ContinueOnError)
 	count := fs.Int("count", 100, "simulated osquery-protocol agents")
@@ -97,13 +100,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *dataDir == "" {
 			return errors.New("bench agents: --live-query needs --data-dir (the profile's token starts the query)")
 		}
-		cf := clientFlags{dataDir: *dataDir}
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
 		live = make(chan liveResult, 1)
-		go func() { live <- timeLiveQuery(ctx, c, *liveQuery, *liveEvents, *count, *liveAfter) }()
+		go func() {
+			live <- followLiveQuery(ctx, stderr, "--data-dir", *dataDir, "--sql", *liveQuery, "--events", *liveEvents,
+				"--wait-for", strconv.Itoa(*count), "--after", liveAfter.String())
+		}()
 	}
 	rep, err := loadgen.Run(ctx, loadgen.Options{
 		URL:          *server,
@@ -133,85 +134,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if lr.Error != "" {
 			fmt.Fprintf(stdout, "live query: %s\n", lr.Error)
 		} else {
-			fmt.Fprintf(stdout, "live query to %d hosts (%s stream): every result in after %v (created after %v, first answer seen after %v; %d ok, %d error, %d timeout, %d offline)\n",
-				lr.Hosts, lr.Events, lr.AllIn, lr.Created, lr.FirstIn, lr.Done.OK, lr.Done.Error, lr.Done.Timeout, lr.Done.Offline)
+			fmt.Fprintln(stdout, lr.String())
 		}
 	}
 	return nil
 }
 
-// liveResult is how long a live query to the whole simulated fleet took.
-type liveResult struct {
-	Hosts   int           `json:"hosts"`
-	Events  string        `json:"events"`       // the stream followed: summary or all
-	Created time.Duration `json:"created"`      // when the query's created event came
-	FirstIn time.Duration `json:"first_result"` // first result event, or first progress event of a summary
-	AllIn   time.Duration `json:"all_results"`
-	Done    doneEvent     `json:"done"`
-	Error   string        `json:"error,omitempty"`
-}
-
-// timeLiveQuery waits until want hosts are online and then after, sends
-// sql to all of them and times the campaign until its done event, read
-// from the stream of the given events (summary or all).
-func timeLiveQuery(ctx context.Context, c *client, sql, events string, want int, after time.Duration) liveResult {
-	for {
-		var out struct {
-			Hosts []hostView `json:"hosts"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/api/v1/hosts", nil, &out); err != nil {
-			return liveResult{Error: err.Error()}
-		}
-		online := 0
-		for _, h := range out.Hosts {
-			if h.Online {
-				online++
-			}
-		}
-		if online >= want {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return liveResult{Error: ctx.Err().Error()}
-		case <-time.After(time.Second):
-		}
-	}
-	select {
-	case <-ctx.Done():
-		return liveResult{Error: ctx.Err().Error()}
-	case <-time.After(after):
-	}
-	start := time.Now()
-	resp, err := c.openStream(ctx, http.MethodPost, "/api/v1/queries?events="+url.QueryEscape(events), map[string]any{"sql": sql, "all": true})
-	if err != nil {
-		return liveResult{Error: err.Error()}
-	}
-	defer resp.Body.Close()
-	res := liveResult{Events: events}
-	err = readSSE(resp.Body, func(event string, data []byte) (bool, error) {
-		switch event {
-		case "created":
-			res.Created = time.Since(start)
-			var c struct {
-				Total int `json:"total"`
-			}
-			if err := json.Unmarshal(data, &c); err != nil {
-				return false, err
-			}
-			res.Hosts = c.Total
-		case "result", "progress":
-			if res.FirstIn == 0 {
-				res.FirstIn = time.Since(start)
-			}
-		case "done":
-			res.AllIn = time.Since(start)
-			return true, json.Unmarshal(data, &res.Done)
-		}
-		return false, nil
-	})
-	if err != nil {
-		res.Error = err.Error()
-	}
-	return res
-}

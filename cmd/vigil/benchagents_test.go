@@ -16,6 +16,10 @@ import (
 // agent through the people API; --live-query-after sends it that long
 // after they are all online.
 func TestBenchAgentsLiveQuery(t *testing.T) {
+	// The live query is followed by a child process: vigil bench live-query.
+	bin := vigilBinary(t)
+	benchExecutable = func() (string, error) { return bin, nil }
+	t.Cleanup(func() { benchExecutable = os.Executable })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// serve starts a server of its own: agents of an earlier run would be
@@ -47,7 +51,7 @@ func TestBenchAgentsLiveQuery(t *testing.T) {
 		}
 		lq := rep.LiveQuery
 		if rep.Report.Enrolled != 20 || lq == nil || lq.Error != "" || lq.Hosts != 20 || lq.Done.OK != 20 ||
-			lq.Events != events || lq.Created <= 0 || lq.AllIn < lq.Created {
+			lq.Events != events || lq.Created <= 0 || lq.AllIn < lq.Created || lq.Recorded <= 0 || lq.Recorded > lq.AllIn {
 			t.Fatalf("report %s", out.Bytes())
 		}
 		return lq
@@ -81,5 +85,19 @@ func TestBenchAgentsLiveQuery(t *testing.T) {
 	err = runBench(ctx, []string{"agents", "--data-dir", dir, "--live-query", "SELECT 1", "--live-query-events", "rows"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `--live-query-events "rows": want summary or all`) {
 		t.Errorf("--live-query-events rows: %v", err)
+	}
+	// bench live-query on its own, against the fleet of the first run:
+	// its agents are gone, so their hosts time out; refused input first.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"live-query"}, "give --data-dir"},
+		{[]string{"live-query", "--data-dir", dir, "--events", "rows"}, `--events "rows": want summary or all`},
+		{[]string{"live-query", "--data-dir", t.TempDir()}, "profile"},
+	} {
+		if err := runBench(ctx, c.args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bench %v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }

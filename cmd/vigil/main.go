@@ -37,6 +37,7 @@ Usage:
                                                    list alerts, newest first
   vigil sigma   convert|check|test ...             convert, check and test Sigma rules
   vigil bench   agents --count N --data-dir DIR    simulate N osquery agents against a server
+  vigil bench   live-query --data-dir DIR          time one live query to every host until all answers are in
   vigil version [--json]
 
 Every command takes --json. Run 'vigil COMMAND -h' for a command's flags.
