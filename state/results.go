@@ -163,7 +163,8 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 			if q == nil {
 				continue
 			}
-			done, err := completeIfDone(ctx, tx, id, q.r.Time)
+			// Completed when written: answers can wait for the writer.
+			done, err := completeIfDone(ctx, tx, id, db.now())
 			if err != nil {
 				return err
 			}
