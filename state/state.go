@@ -108,10 +108,6 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
-	// Checkpoints run in the committing connection, the writer, and a
-	// live query's answers came with several; every 8,000 pages (32 MiB
-	// of WAL) rather than 1,000 a burst of them meets fewer.
-	q.Add("_pragma", "wal_autocheckpoint(8000)")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
 	w, err := sql.Open("sqlite", dsn)
