@@ -26,7 +26,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(args) == 0 || args[0] != "agents" {
 		return errors.New("usage: vigil bench agents --count N (--server URL --enroll-secret S [--ca FILE] | --data-dir DIR) [--duration D] [--long-poll] [--json]\n" +
-			"       vigil bench live-query --data-dir DIR [--sql SQL] [--wait-for N] [--after D] [--events summary|all] [--json]")
+			"       vigil bench live-query [--data-dir DIR | --server URL --token T [--ca FILE]] [--sql SQL] [--wait-for N] [--after D] [--events summary|all] [--json]")
 	}
 	fs := flag.NewFlagSet("bench agents", flag.ContinueOnError)
 	count := fs.Int("count", 100, "simulated osquery-protocol agents")

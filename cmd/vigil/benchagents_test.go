@@ -92,7 +92,6 @@ func TestBenchAgentsLiveQuery(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"live-query"}, "give --data-dir"},
 		{[]string{"live-query", "--data-dir", dir, "--events", "rows"}, `--events "rows": want summary or all`},
 		{[]string{"live-query", "--data-dir", t.TempDir()}, "profile"},
 	} {

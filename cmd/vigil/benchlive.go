@@ -47,31 +47,29 @@ func followLiveQuery(ctx context.Context, stderr io.Writer, args ...string) live
 }
 
 // runBenchLiveQuery is `vigil bench live-query`: it times one live query
-// to every host of a server, from the POST until the done event.
+// to every host of a server, from the POST until the done event. It
+// takes the people API's flags, as vigil query does.
 func runBenchLiveQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench live-query", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "", "the data `DIR` of vigil up or vigil server (its profile's URL, CA and token)")
+	var cf clientFlags
+	cf.register(fs)
 	sql := fs.String("sql", "SELECT 1 AS one", "the live query")
 	waitFor := fs.Int("wait-for", 0, "first wait until this many hosts are online (0: send at once)")
 	after := fs.Duration("after", 0, "then wait this long before sending it")
 	events := fs.String("events", "summary", "the stream to follow it by: summary (counts, then done) or all (every host's rows and status, as vigil query reads them)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
-	}
-	if *dataDir == "" {
-		return errors.New("bench live-query: give --data-dir (its profile's token starts the query)")
 	}
 	if *events != "summary" && *events != "all" {
 		return fmt.Errorf("bench live-query: --events %q: want summary or all", *events)
 	}
-	c, err := (&clientFlags{dataDir: *dataDir}).client()
+	c, err := cf.client()
 	if err != nil {
 		return err
 	}
 	res := timeLiveQuery(ctx, c, *sql, *events, *waitFor, *after)
-	if *asJSON {
+	if cf.json {
 		if err := json.NewEncoder(stdout).Encode(res); err != nil {
 			return err
 		}
