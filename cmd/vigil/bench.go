@@ -47,8 +47,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
-	if *liveEvents != "summary" && *liveEvents != "all" {
-		return fmt.Errorf("bench agents: --live-query-events %q: want summary or all", *liveEvents)
+	if err := checkStreamEvents("bench agents: --live-query-events", *liveEvents); err != nil {
+		return err
 	}
 	if *dataDir != "" {
 		p, err := readProfile(*dataDir)

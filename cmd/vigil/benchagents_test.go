@@ -51,7 +51,7 @@ func TestBenchAgentsLiveQuery(t *testing.T) {
 		}
 		lq := rep.LiveQuery
 		if rep.Report.Enrolled != 20 || lq == nil || lq.Error != "" || lq.Hosts != 20 || lq.Done.OK != 20 ||
-			lq.Events != events || lq.Created <= 0 || lq.AllIn < lq.Created || lq.Recorded <= 0 || lq.Recorded > lq.AllIn {
+			lq.Events != events || lq.Created <= 0 || lq.AllIn < lq.Created || lq.Written <= 0 || lq.Written > lq.AllIn {
 			t.Fatalf("report %s", out.Bytes())
 		}
 		return lq

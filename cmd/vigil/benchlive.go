@@ -61,8 +61,8 @@ func runBenchLiveQuery(ctx context.Context, args []string, stdout, stderr io.Wri
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	if *events != "summary" && *events != "all" {
-		return fmt.Errorf("bench live-query: --events %q: want summary or all", *events)
+	if err := checkStreamEvents("bench live-query: --events", *events); err != nil {
+		return err
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -82,10 +82,19 @@ func runBenchLiveQuery(ctx context.Context, args []string, stdout, stderr io.Wri
 	return nil
 }
 
+// checkStreamEvents refuses a stream other than the two a live query
+// can be followed by (the people API's ?events=).
+func checkStreamEvents(flag, v string) error {
+	if v != "summary" && v != "all" {
+		return fmt.Errorf("%s %q: want summary or all", flag, v)
+	}
+	return nil
+}
+
 // String is the result in a sentence.
 func (r liveResult) String() string {
-	return fmt.Sprintf("live query to %d hosts (%s stream): every result in after %v (created after %v, first answer seen after %v; recorded by the server %v after creating it; %d ok, %d error, %d timeout, %d offline)",
-		r.Hosts, r.Events, r.AllIn, r.Created, r.FirstIn, r.Recorded, r.Done.OK, r.Done.Error, r.Done.Timeout, r.Done.Offline)
+	return fmt.Sprintf("live query to %d hosts (%s stream): every result in after %v (created after %v, first answer seen after %v; written by the server %v after creating it; %d ok, %d error, %d timeout, %d offline)",
+		r.Hosts, r.Events, r.AllIn, r.Created, r.FirstIn, r.Written, r.Done.OK, r.Done.Error, r.Done.Timeout, r.Done.Offline)
 }
 
 // liveResult is how long a live query to the whole simulated fleet took.
@@ -95,12 +104,12 @@ type liveResult struct {
 	Created time.Duration `json:"created"`      // when the query's created event came
 	FirstIn time.Duration `json:"first_result"` // first result event, or first progress event of a summary
 	AllIn   time.Duration `json:"all_results"`
-	// Recorded is, by the server's clock, from the campaign's creation to
-	// its last answer: the server's part of AllIn, without the load
-	// generator's own delay in reading the stream on shared cores.
-	Recorded time.Duration `json:"recorded"`
-	Done     doneEvent     `json:"done"`
-	Error    string        `json:"error,omitempty"`
+	// Written is, by the server's clock, from the campaign's creation to
+	// the commit of its last answer (completed_at): the server's part of
+	// AllIn, without the follower's own delay in reading the stream.
+	Written time.Duration `json:"written"`
+	Done    doneEvent     `json:"done"`
+	Error   string        `json:"error,omitempty"`
 }
 
 // timeLiveQuery waits until want hosts are online and then after, sends
@@ -181,7 +190,7 @@ func timeLiveQuery(ctx context.Context, c *client, sql, events string, want int,
 	}
 	for _, q := range list.Queries {
 		if q.ID == id {
-			res.Recorded = q.CompletedAt.Sub(q.CreatedAt)
+			res.Written = q.CompletedAt.Sub(q.CreatedAt)
 		}
 	}
 	return res
