@@ -167,6 +167,9 @@ func (db *DB) CreateCampaign(ctx context.Context, c Campaign, audit *AuditEntry)
 	if err != nil {
 		return Campaign{}, fmt.Errorf("state: creating campaign: %w", err)
 	}
+	if db.journal != nil && c.Summary.Pending > 0 {
+		db.journal.track(c)
+	}
 	return c, nil
 }
 
@@ -233,7 +236,15 @@ func (db *DB) TakePendingQueries(ctx context.Context, hostID string, now time.Ti
 	if n == 0 {
 		return nil, nil
 	}
-	return db.claim(ctx, hostID, now)
+	q, err := db.claim(ctx, hostID, now)
+	if j := db.journal; j != nil {
+		for id := range q {
+			if j.answered(id, hostID) { // its answer is not folded yet
+				delete(q, id)
+			}
+		}
+	}
+	return q, err
 }
 
 // PendingHosts returns the hosts with a query waiting for them (pending)
@@ -288,7 +299,20 @@ func (db *DB) RecordResult(ctx context.Context, campaignID, hostID string, r Res
 	} else {
 		r.Columns = nil
 	}
-	q := &resultReq{campaignID: campaignID, hostID: hostID, r: r, rowsJSON: rowsJSON, columnsJSON: columnsJSON}
+	q := &resultReq{campaignID: campaignID, hostID: hostID, r: r, rowsJSON: rowsJSON, columnsJSON: columnsJSON, rowCount: len(r.Rows)}
+	if j := db.journal; j != nil {
+		handled, err := j.record(ctx, q)
+		if err != nil {
+			return false, false, fmt.Errorf("state: recording result of %q for campaign %q: %w", hostID, campaignID, err)
+		}
+		if handled {
+			return q.recorded, q.completed, nil
+		}
+		// Not tracked: SQLite decides, once it has every answer journaled.
+		if err := j.settle(ctx); err != nil {
+			return false, false, err
+		}
+	}
 	if err := db.submitResult(ctx, q); err != nil {
 		return false, false, fmt.Errorf("state: recording result of %q for campaign %q: %w", hostID, campaignID, err)
 	}
@@ -322,6 +346,14 @@ func completeIfDone(ctx context.Context, tx *sql.Tx, id string, now time.Time) (
 // campaign complete. It returns the hosts it timed out; completed is false
 // when the campaign was already complete (then nothing changes).
 func (db *DB) ExpireCampaign(ctx context.Context, id string, now time.Time) (timedOut []CampaignHost, completed bool, err error) {
+	if j := db.journal; j != nil {
+		// Answers journaled before the deadline count: fold them first.
+		j.closeCampaign(id)
+		defer j.forget(id)
+		if err := j.settle(ctx); err != nil {
+			return nil, false, fmt.Errorf("state: expiring campaign %q: %w", id, err)
+		}
+	}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		if err := db.lockCampaign(ctx, tx, id); err != nil {
 			return err
@@ -379,6 +411,9 @@ func (db *DB) ListCampaigns(ctx context.Context, limit int) ([]Campaign, error) 
 }
 
 func (db *DB) listCampaigns(ctx context.Context, tail string, limit int) ([]Campaign, error) {
+	if err := db.settle(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := db.r.QueryContext(ctx, `SELECT id, sql, actor, created_at, deadline, completed_at FROM campaigns `+tail+` LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("state: listing campaigns: %w", err)
@@ -418,6 +453,14 @@ func scanCampaign(s scanner) (Campaign, error) {
 }
 
 func (db *DB) summary(ctx context.Context, id string) (Summary, error) {
+	if j := db.journal; j != nil {
+		if s, ok := j.summary(id); ok {
+			return s, nil
+		}
+		if err := j.settle(ctx); err != nil {
+			return Summary{}, err
+		}
+	}
 	rows, err := db.r.QueryContext(ctx, `SELECT status, count(*) FROM campaign_hosts WHERE campaign_id = ? GROUP BY status`, id)
 	if err != nil {
 		return Summary{}, fmt.Errorf("state: summarising campaign %q: %w", id, err)
@@ -441,6 +484,9 @@ func (db *DB) summary(ctx context.Context, id string) (Summary, error) {
 // its rows. Hosts are ordered by when they last changed, then hostname, so
 // a replay shows answers in the order they came.
 func (db *DB) GetCampaign(ctx context.Context, id string) (Campaign, error) {
+	if err := db.settle(ctx); err != nil {
+		return Campaign{}, err
+	}
 	c, err := scanCampaign(db.r.QueryRowContext(ctx, `SELECT id, sql, actor, created_at, deadline, completed_at FROM campaigns WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Campaign{}, fmt.Errorf("state: campaign %q: %w", id, vigil.ErrNotFound)
@@ -481,6 +527,9 @@ func (db *DB) CampaignSummary(ctx context.Context, id string) (Summary, error) {
 
 // CampaignHost returns one target host of a campaign with its rows.
 func (db *DB) CampaignHost(ctx context.Context, campaignID, hostID string) (CampaignHost, error) {
+	if err := db.settle(ctx); err != nil {
+		return CampaignHost{}, err
+	}
 	var h CampaignHost
 	var rj, cj sql.NullString
 	var updated int64

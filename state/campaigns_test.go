@@ -399,10 +399,10 @@ func testWriteResultsBatch(t *testing.T, db *DB) {
 		r := Result{Status: StatusOK, Rows: []map[string]string{{"b": fmt.Sprint(i), "a": fmt.Sprint(try)}}, Columns: []string{"b", "a"},
 			Time: now.Add(time.Duration(i) * time.Millisecond)}
 		q := &resultReq{campaignID: campaign, hostID: fmt.Sprint("h-", i), r: r,
-			rowsJSON: string(osquery.AppendRows(nil, r.Rows, r.Columns)), columnsJSON: string(osquery.AppendStrings(nil, r.Columns))}
+			rowsJSON: string(osquery.AppendRows(nil, r.Rows, r.Columns)), columnsJSON: string(osquery.AppendStrings(nil, r.Columns)), rowCount: len(r.Rows)}
 		if i%7 == 3 {
 			q.r = Result{Status: StatusError, Error: fmt.Sprint("no such table ", i), Time: r.Time}
-			q.rowsJSON, q.columnsJSON = nil, nil
+			q.rowsJSON, q.columnsJSON, q.rowCount = nil, nil, 0
 		}
 		return q
 	}
@@ -416,7 +416,7 @@ func testWriteResultsBatch(t *testing.T, db *DB) {
 			batch = append(batch, answer(expired.ID, i, 0))
 		}
 	}
-	if err := db.writeResults(ctx, batch); err != nil {
+	if err := db.writeResults(ctx, batch, nil); err != nil {
 		t.Fatal(err)
 	}
 	recorded, completed := map[string]int{}, 0

@@ -26,7 +26,7 @@ func TestKeyCacheFollowsHostChanges(t *testing.T) {
 	b, kb := enroll(t, db, "beta", "u-b")
 
 	// A second handle on the same file has nothing cached: it reads.
-	cold, err := Open(ctx, path, nil)
+	cold, err := open(ctx, path, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

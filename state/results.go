@@ -21,6 +21,7 @@ type resultReq struct {
 	r                  Result
 	rowsJSON           any // NULL for errors
 	columnsJSON        any // NULL without column order
+	rowCount           int
 	recorded           bool
 	completed          bool
 	err                error
@@ -97,7 +98,7 @@ func (db *DB) resultBatch(batch []*resultReq) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := db.writeResults(ctx, batch)
+	err := db.writeResults(ctx, batch, nil)
 	if err == nil || len(batch) == 1 {
 		for _, q := range batch {
 			q.err = err
@@ -107,13 +108,15 @@ func (db *DB) resultBatch(batch []*resultReq) {
 	// One bad answer, or (PostgreSQL) a deadlock with a concurrent claim,
 	// must not fail the others: retry each on its own.
 	for _, q := range batch {
-		q.err = db.writeResults(ctx, []*resultReq{q})
+		q.err = db.writeResults(ctx, []*resultReq{q}, nil)
 	}
 }
 
 // writeResults records a batch in one transaction; on error nothing is
-// recorded and every outcome is reset.
-func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
+// recorded and every outcome is reset. A campaign completed by the batch
+// gets doneAt's time (the journal's: when its last answer was journaled),
+// or the commit's without doneAt.
+func (db *DB) writeResults(ctx context.Context, batch []*resultReq, doneAt func(campaignID string) time.Time) error {
 	for _, q := range batch {
 		q.recorded, q.completed = false, false
 	}
@@ -148,7 +151,7 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 			if !open[q.campaignID] {
 				continue
 			}
-			res, err := stmt.ExecContext(ctx, q.r.Status, q.r.Error, q.rowsJSON, q.columnsJSON, len(q.r.Rows), ts(q.r.Time),
+			res, err := stmt.ExecContext(ctx, q.r.Status, q.r.Error, q.rowsJSON, q.columnsJSON, q.rowCount, ts(q.r.Time),
 				q.campaignID, q.hostID, StatusPending, StatusSent)
 			if err != nil {
 				return err
@@ -164,7 +167,11 @@ func (db *DB) writeResults(ctx context.Context, batch []*resultReq) error {
 				continue
 			}
 			// Completed when written: answers can wait for the writer.
-			done, err := completeIfDone(ctx, tx, id, db.now())
+			at := db.now()
+			if doneAt != nil {
+				at = doneAt(id)
+			}
+			done, err := completeIfDone(ctx, tx, id, at)
 			if err != nil {
 				return err
 			}

@@ -3,7 +3,8 @@
 // their per-host statuses and results, file carves, fleet configuration
 // versions, people's tokens and roles, the append-only audit log, alerts
 // and detection watermarks. The default backend is an embedded SQLite file
-// (modernc.org/sqlite, pure Go, WAL mode); PostgreSQL (pgx) serves several
+// (modernc.org/sqlite, pure Go, WAL mode), next to which live-query answers
+// are journaled first (PATH-answers/, journal.go); PostgreSQL (pgx) serves several
 // server replicas sharing one state, which tell each other about changes
 // with LISTEN/NOTIFY (Announce, Listen). Only server-side packages
 // (control, web, detect, cmd/vigil) import it; agents never do.
@@ -48,6 +49,7 @@ type DB struct {
 	stmts   sync.Map // stmtKey -> *sql.Stmt, for the hot statements
 	claims  *claimer
 	results *resultWriter
+	journal *journal // SQLite: live-query answers (journal.go)
 	keys    keyCache
 }
 
@@ -95,6 +97,12 @@ var writeCacheKiB = 16 << 10
 // (postgres://user:pass@host:5432/db?sslmode=...) for replicas sharing
 // one state.
 func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
+	return open(ctx, path, logger, true)
+}
+
+// open is Open; without journal, live-query answers go straight to SQLite
+// (tests open a second handle on one file that way).
+func open(ctx context.Context, path string, logger *slog.Logger, journal bool) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -136,6 +144,13 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	db.r = r
+	if journal && path != ":memory:" {
+		if err := db.openJournal(ctx, path+"-answers"); err != nil {
+			r.Close()
+			w.Close()
+			return nil, err
+		}
+	}
 	db.startClaimer()
 	return db, nil
 }
@@ -145,6 +160,7 @@ func (db *DB) Dialect() string { return db.dialect }
 
 // Close closes the database.
 func (db *DB) Close() error {
+	jerr := db.closeJournal()
 	db.stopClaimer()
 	db.stopAnnouncer()
 	db.stmts.Range(func(k, s any) bool {
@@ -152,9 +168,9 @@ func (db *DB) Close() error {
 		return true
 	})
 	if db.r == db.w {
-		return db.w.Close()
+		return errors.Join(jerr, db.w.Close())
 	}
-	return errors.Join(db.r.Close(), db.w.Close())
+	return errors.Join(jerr, db.r.Close(), db.w.Close())
 }
 
 // Path is the file (or URL) the state lives in.

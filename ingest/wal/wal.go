@@ -6,7 +6,8 @@
 // At Open, a torn tail (the partial record a crash leaves) is cut off and
 // logged, and every unreleased record is read again (automatic replay).
 //
-// Only ingest imports it.
+// ingest imports it for logs, and state for live-query answers
+// (state/journal.go).
 //
 // Segment format: files named %016x.wal in Dir, each a sequence of records
 //
