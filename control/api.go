@@ -375,6 +375,18 @@ func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) 
 			return
 		}
 	}
+	// While a live query has the cores (priority.go), its answers are
+	// acknowledged when it completes (or its window ends): they are
+	// recorded already, and what an agent does once acknowledged (its next
+	// hold, the logs it kept back to answer) would take cores that the
+	// hosts still answering need.
+	if ch := s.answerPriority(&req); ch != nil {
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	// Vigil's long-polling agent asks for the write to be held as its next
 	// read; osquery gets {} as it expects.
 	// The status goes out before the hold: it tells the agent its answers

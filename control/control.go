@@ -86,9 +86,10 @@ type Options struct {
 	// DefaultQueryTimeout. Keep it above the agents' distributed_interval.
 	QueryTimeout time.Duration
 	// LiveQueryPriority is how long, at most, a live query to hosts holding
-	// a long poll makes the ingest drainer wait (Yield), so that their
-	// answers get the cores; default DefaultLiveQueryPriority, negative
-	// turns it off.
+	// a long poll makes the ingest drainer wait (Yield) and holds back
+	// acknowledging the answers already recorded, so that the answers
+	// still to come get the cores; default DefaultLiveQueryPriority,
+	// negative turns it off.
 	LiveQueryPriority time.Duration
 	// SeenFlush is how often check-ins are written to State in one batch;
 	// default 2 s.

@@ -4,10 +4,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vigilhq/vigil/osquery"
 )
 
 // DefaultLiveQueryPriority bounds how long a live query to held (long-
-// polling) hosts keeps the ingest drainer waiting. At 10,000 agents and
+// polling) hosts keeps the ingest drainer waiting, and its answers'
+// acknowledgements (handleDistributedWrite). At 10,000 agents and
 // osquery's default log interval every answer was in after 3.7 s with
 // the drainer waiting and 7.2-7.5 s without (docs/scaling.md).
 const DefaultLiveQueryPriority = 3 * time.Second
@@ -32,6 +35,28 @@ func (s *Server) Yield() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ch
+}
+
+// answerPriority returns the window's channel when the write answers a
+// campaign in it, else nil.
+func (s *Server) answerPriority(req *osquery.DistributedWriteRequest) <-chan struct{} {
+	p := &s.prio
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		return nil
+	}
+	for id := range req.Queries {
+		if p.open[id] {
+			return p.ch
+		}
+	}
+	for id := range req.Statuses {
+		if p.open[id] {
+			return p.ch
+		}
+	}
+	return nil
 }
 
 // openPriority opens (or extends) the window for campaign id.

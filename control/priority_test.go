@@ -116,3 +116,58 @@ func queryHeldHost(t *testing.T, e *env) <-chan map[string]string {
 	}
 	return read
 }
+
+// While a live query has the cores, a host's answer to it is recorded at
+// once but acknowledged when the query completes; writes answering
+// nothing in the window are acknowledged at once.
+func TestAnswersAcknowledgedAfterLiveQuery(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = time.Hour })
+	ctx := context.Background()
+	keyA, a := e.enroll("enroll_vigil.json")
+	keyB, b := e.enroll("enroll_vigil.json", "laptop-7", "laptop-8", "9d1b6e2a-7d4f-4a61-9a77-0c2f5b8e1d33", "5c0ffee0-7d4f-4a61-9a77-0c2f5b8e1d34")
+	reads := make(chan map[string]string, 2)
+	for _, key := range []string{keyA, keyB} {
+		go func() {
+			q, _ := e.readQueries(ctx, key, 30_000)
+			reads <- q
+		}()
+	}
+	waitFor(t, "both reads are held", func() bool { return e.srv.notify.held(a.ID) && e.srv.notify.held(b.ID) })
+	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID, b.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reads
+	<-reads
+	write := func(key, id string) []byte {
+		wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key,
+			Queries: map[string][]map[string]string{id: {{"1": "1"}}}, Statuses: map[string]osquery.Int{id: 0}})
+		return wb
+	}
+	// An answer to no campaign of the window is acknowledged at once.
+	if r := e.post(osquery.PathDistributedWrite, write(keyA, "no-such-campaign")); r.status != 200 {
+		t.Fatalf("write to another campaign: %d %s", r.status, r.body)
+	}
+	acked := make(chan response, 1)
+	go func() { acked <- e.post(osquery.PathDistributedWrite, write(keyA, c.ID)) }()
+	waitFor(t, "a's answer is recorded", func() bool {
+		h, err := e.db.CampaignHost(ctx, c.ID, a.ID)
+		return err == nil && h.Status == "ok"
+	})
+	select {
+	case r := <-acked:
+		t.Fatalf("a's answer acknowledged (%d) while b's was still owed", r.status)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if r := e.post(osquery.PathDistributedWrite, write(keyB, c.ID)); r.status != 200 {
+		t.Fatalf("b's write: %d %s", r.status, r.body)
+	}
+	select {
+	case r := <-acked:
+		if r.status != 200 {
+			t.Fatalf("a's write: %d %s", r.status, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's answer not acknowledged 10 s after the query completed")
+	}
+}
