@@ -104,8 +104,8 @@ type liveResult struct {
 	Created time.Duration `json:"created"`      // when the query's created event came
 	FirstIn time.Duration `json:"first_result"` // first result event, or first progress event of a summary
 	AllIn   time.Duration `json:"all_results"`
-	// Written is, by the server's clock, from the campaign's creation to
-	// the commit of its last answer (completed_at): the server's part of
+	// Written is, by the server's clock, from the campaign's creation
+	// until its last answer was written (completed_at): the server's part of
 	// AllIn, without the follower's own delay in reading the stream.
 	Written time.Duration `json:"written"`
 	Done    doneEvent     `json:"done"`
