@@ -171,3 +171,38 @@ func TestAnswersAcknowledgedAfterLiveQuery(t *testing.T) {
 		t.Fatal("a's answer not acknowledged 10 s after the query completed")
 	}
 }
+
+// The acknowledgement waits no longer than the window: a host that never
+// answers does not hold the others' back.
+func TestAnswerAcknowledgedAtWindowEnd(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = 100 * time.Millisecond })
+	ctx := context.Background()
+	keyA, a := e.enroll("enroll_vigil.json")
+	_, b := e.enroll("enroll_vigil.json", "laptop-7", "laptop-8", "9d1b6e2a-7d4f-4a61-9a77-0c2f5b8e1d33", "5c0ffee0-7d4f-4a61-9a77-0c2f5b8e1d34")
+	read := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(ctx, keyA, 30_000)
+		read <- q
+	}()
+	waitFor(t, "a's read is held", func() bool { return e.srv.notify.held(a.ID) })
+	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID, b.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-read
+	wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: keyA,
+		Queries: map[string][]map[string]string{c.ID: {{"1": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
+	acked := make(chan response, 1)
+	go func() { acked <- e.post(osquery.PathDistributedWrite, wb) }()
+	select {
+	case r := <-acked:
+		if r.status != 200 {
+			t.Fatalf("a's write: %d %s", r.status, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's answer not acknowledged 10 s after a window of 100ms")
+	}
+	if got, err := e.db.CampaignSummary(ctx, c.ID); err != nil || got.Pending != 1 || got.OK != 1 {
+		t.Fatalf("summary %+v, %v; want a answered, b still owing", got, err)
+	}
+}
