@@ -86,7 +86,7 @@ type Options struct {
 	// DefaultQueryTimeout. Keep it above the agents' distributed_interval.
 	QueryTimeout time.Duration
 	// LiveQueryPriority is how long, at most, a live query to hosts holding
-	// a long poll makes the ingest drainer wait (Yield) and holds back
+	// a long poll makes the ingest drainer and detection wait (Yield) and holds back
 	// acknowledging the answers already recorded, so that the answers
 	// still to come get the cores; default DefaultLiveQueryPriority,
 	// negative turns it off.

@@ -110,6 +110,10 @@ type Options struct {
 	// Observer, if set, gets per-rule run times and detection latencies
 	// (metrics).
 	Observer Observer
+	// Yield, when set, is asked before each run: a channel means wait for
+	// it to close (the control plane's live-query priority window, as
+	// ingest's Options.Yield); nil means run.
+	Yield func() <-chan struct{}
 }
 
 // Engine runs compiled rules over new events.
@@ -298,6 +302,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	t := time.NewTicker(e.opts.Interval)
 	defer t.Stop()
 	for {
+		if e.opts.Yield != nil {
+			if ch := e.opts.Yield(); ch != nil {
+				select {
+				case <-ch: // the events wait in the store; nothing is skipped
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
 		if n, err := e.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("detection run failed", "err", err)
 		} else if n > 0 {

@@ -268,6 +268,50 @@ func TestEngineRunStopsWithContext(t *testing.T) {
 	}
 }
 
+// While Yield gives an open channel (a live query has the cores), Run
+// waits; once it closes, the events that came meanwhile are examined.
+func TestEngineRunWaitsWhileYielding(t *testing.T) {
+	h := newHarness(t)
+	h.exec(t, "/bin/sh", "evil")
+	var mu sync.Mutex
+	win := make(chan struct{})
+	yielding := true
+	eng := detect.New(detect.Options{Querier: h.db, Dialect: store.DuckDB, State: h.state, Interval: 10 * time.Millisecond,
+		Yield: func() <-chan struct{} {
+			mu.Lock()
+			defer mu.Unlock()
+			if yielding {
+				return win
+			}
+			return nil
+		}})
+	eng.Load(testRules, "rules") // the bad rule's error is newHarness's to check
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	if ids := h.state.eventIDs(ruleEvil); len(ids) != 0 {
+		t.Fatalf("alerted on %v while yielding", ids)
+	}
+	mu.Lock()
+	yielding = false
+	mu.Unlock()
+	close(win)
+	deadline := time.After(10 * time.Second)
+	for len(h.state.eventIDs(ruleEvil)) == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("no alert 10 s after the window closed")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
 func TestEngineLoadsDefaultRules(t *testing.T) {
 	eng := detect.New(detect.Options{State: newFakeState()})
 	if errs := eng.Load(rules.FS, "."); len(errs) > 0 {

@@ -353,13 +353,14 @@ func (db *DB) settle(ctx context.Context) error {
 }
 
 // Folding waits while answers keep coming (foldQuiet without one ends
-// the wait, foldMaxDelay bounds it), unless a reader is waiting (settle):
+// the wait, foldMaxDelay bounds it: longer than a live query to
+// thousands of long-polling agents takes), unless a reader is waiting (settle):
 // the answers are durable in the journal, and while thousands of agents
 // answer a live query the fold's writes would take a share of the cores
 // their answers need.
 const (
 	foldQuiet    = 100 * time.Millisecond
-	foldMaxDelay = 2 * time.Second
+	foldMaxDelay = 5 * time.Second
 )
 
 func (db *DB) foldLoop(ctx context.Context, j *journal, pos wal.Pos) {

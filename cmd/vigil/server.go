@@ -249,6 +249,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		State:    m.state,
 		Interval: m.opts.DetectInterval,
 		Logger:   m.log,
+		// A live query's answers come first (control's priority window).
+		Yield: m.control.Yield,
 		// Alert lifecycle, outputs and metrics (openObservability).
 		DedupeWindow: m.dedupeWindow(),
 		Notifier:     m.notifier(),
