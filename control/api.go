@@ -381,11 +381,17 @@ func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) 
 	// hold, the logs it kept back to answer) would take cores that the
 	// hosts still answering need.
 	if ch := s.answerPriority(&req); ch != nil {
+		// Each write waits at most that long: campaigns started one after
+		// another keep the window itself open.
+		t := time.NewTimer(s.opts.LiveQueryPriority)
 		select {
 		case <-ch:
+		case <-t.C:
 		case <-r.Context().Done():
+			t.Stop()
 			return
 		}
+		t.Stop()
 	}
 	// Vigil's long-polling agent asks for the write to be held as its next
 	// read; osquery gets {} as it expects.

@@ -177,6 +177,12 @@ func (s *Server) startCampaign(ctx context.Context, actor string, sql string, ta
 // the channel is closed. cancel stops following (and closes the channel).
 // An unknown campaign gives a closed channel.
 func (s *Server) Subscribe(campaignID string) (<-chan CampaignEvent, func()) {
+	// The answers recorded so far are written first, outside the lock that
+	// publishing answers takes; the read below then waits only for those
+	// recorded meanwhile.
+	if err := s.db.Settle(context.Background()); err != nil {
+		s.logger.Error("waiting for recorded answers before a replay", "campaign", campaignID, "err", err)
+	}
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
 	// Read under the hub lock: a result committed before this read is in

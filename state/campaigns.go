@@ -151,6 +151,11 @@ func (db *DB) CreateCampaign(ctx context.Context, c Campaign, audit *AuditEntry)
 	if c.Summary.Pending == 0 {
 		c.Done, c.CompletedAt = true, c.CreatedAt
 	}
+	// Tracked from before the commit: no answer can find it untracked.
+	tracked := db.journal != nil && c.Summary.Pending > 0
+	if tracked {
+		db.journal.track(c)
+	}
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO campaigns (id, sql, actor, created_at, deadline, completed_at)
 			VALUES (?, ?, ?, ?, ?, ?)`, c.ID, c.SQL, c.Actor, ts(c.CreatedAt), ts(c.Deadline), ts(c.CompletedAt)); err != nil {
@@ -165,10 +170,10 @@ func (db *DB) CreateCampaign(ctx context.Context, c Campaign, audit *AuditEntry)
 		return nil
 	})
 	if err != nil {
+		if tracked {
+			db.journal.forget(c.ID)
+		}
 		return Campaign{}, fmt.Errorf("state: creating campaign: %w", err)
-	}
-	if db.journal != nil && c.Summary.Pending > 0 {
-		db.journal.track(c)
 	}
 	return c, nil
 }

@@ -38,8 +38,8 @@ import (
 // else runs.
 
 // journalSegmentBytes: answers are folded within seconds and their
-// segments deleted, so segments stay small.
-const journalSegmentBytes = 16 << 20
+// segments deleted, so segments stay small. (A variable for tests.)
+var journalSegmentBytes int64 = 16 << 20
 
 // journalReadBytes is how much one fold reads: a transaction of a few
 // thousand answers.
@@ -55,13 +55,10 @@ type journal struct {
 	camps  map[string]*tracked
 	closed bool
 
-	foldMu sync.Mutex
-	// folded counts the answers journaled since Open that are in
-	// campaign_hosts: the journal folds in order, so when it reaches the
-	// journal's count of committed records every answer appended by then
-	// is folded. (Positions would not do: a fresh segment moves the end
-	// with no record to fold.)
-	folded   int64
+	now func() time.Time // the state's clock (SetClock)
+
+	foldMu   sync.Mutex
+	folded   wal.Pos       // every answer before this is in campaign_hosts
 	foldedCh chan struct{} // closed and replaced at every fold
 	urgent   chan struct{} // a reader waits (settle): fold now
 	cancel   context.CancelFunc
@@ -148,7 +145,7 @@ func (db *DB) openJournal(ctx context.Context, dir string) error {
 		lock.Close()
 		return fmt.Errorf("state: opening the answer journal: %w", err)
 	}
-	j := &journal{wal: w, lock: lock, logger: db.logger, camps: map[string]*tracked{}, foldedCh: make(chan struct{}), urgent: make(chan struct{}, 1), done: make(chan struct{})}
+	j := &journal{wal: w, lock: lock, logger: db.logger, now: func() time.Time { return db.now() }, camps: map[string]*tracked{}, foldedCh: make(chan struct{}), urgent: make(chan struct{}, 1), done: make(chan struct{})}
 	j.idle = sync.NewCond(&j.mu)
 	// The replay: nothing is tracked, so completions take the fold's time.
 	pos, replayed := w.Start(), 0
@@ -167,11 +164,11 @@ func (db *DB) openJournal(ctx context.Context, dir string) error {
 	if replayed > 0 {
 		db.logger.Info("folded live-query answers left in the journal", "answers", replayed)
 	}
-	j.folded = 0 // the journal counts records committed since Open
+	j.folded = w.Start()
 	fctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
 	db.journal = j
-	go db.foldLoop(fctx, j, w.Start())
+	go db.foldLoop(fctx, j, j.folded)
 	return nil
 }
 
@@ -246,7 +243,7 @@ func (j *journal) record(ctx context.Context, q *resultReq) (handled bool, err e
 	// Not cut short by the request's end: an append that ctx interrupted
 	// might still be committed, and whether it was must be known.
 	err = j.wal.Append(context.WithoutCancel(ctx), appendJournalRecord(nil, q))
-	now := time.Now()
+	now := j.now()
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -324,12 +321,12 @@ func (j *journal) forget(id string) {
 
 // settle waits until every answer journaled before the call is folded.
 func (j *journal) settle(ctx context.Context) error {
-	end := j.wal.Stats().Records
+	end := j.wal.End()
 	for {
 		j.foldMu.Lock()
 		folded, ch := j.folded, j.foldedCh
 		j.foldMu.Unlock()
-		if folded >= end {
+		if j.wal.Between(folded, end) == 0 {
 			return nil
 		}
 		select {
@@ -338,11 +335,18 @@ func (j *journal) settle(ctx context.Context) error {
 		}
 		select {
 		case <-ch:
+		case <-j.done:
+			return fmt.Errorf("state: waiting for live-query answers to be written: %w", errClosed)
 		case <-ctx.Done():
 			return fmt.Errorf("state: waiting for live-query answers to be written: %w", ctx.Err())
 		}
 	}
 }
+
+// Settle waits until every live-query answer recorded so far is in the
+// state's tables. Reads of a campaign do it themselves; a caller about to
+// read under a lock of its own can do the wait before taking it.
+func (db *DB) Settle(ctx context.Context) error { return db.settle(ctx) }
 
 // settle is journal.settle, when there is a journal.
 func (db *DB) settle(ctx context.Context) error {
@@ -365,7 +369,8 @@ const (
 
 func (db *DB) foldLoop(ctx context.Context, j *journal, pos wal.Pos) {
 	defer close(j.done)
-	for {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
 		recs, next, err := j.wal.Read(ctx, pos, journalReadBytes) // waits for one
 		if err == nil {
 			j.linger(ctx)
@@ -374,21 +379,22 @@ func (db *DB) foldLoop(ctx context.Context, j *journal, pos wal.Pos) {
 			if err = db.foldRetrying(ctx, j, recs, next); err != nil {
 				break
 			}
-			pos = next
-			j.foldMu.Lock()
-			caughtUp := j.folded >= j.wal.Stats().Records
-			j.foldMu.Unlock()
-			if caughtUp {
-				break
+			pos, backoff = next, 100*time.Millisecond
+			if j.wal.Between(pos, j.wal.End()) == 0 {
+				break // caught up
 			}
 			recs, next, err = j.wal.Read(ctx, pos, journalReadBytes)
 		}
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, wal.ErrClosed) {
-				db.logger.Error("reading the answer journal", "err", err)
-			}
-			return
+		if err == nil || ctx.Err() != nil || errors.Is(err, wal.ErrClosed) {
+			continue
 		}
+		// The answers were acknowledged: keep trying (settle waits).
+		db.logger.Error("reading the answer journal; retrying", "at", pos, "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -456,21 +462,11 @@ func (db *DB) fold(ctx context.Context, j *journal, recs [][]byte, next wal.Pos)
 		}
 		return db.now()
 	}
-	if err := db.writeResults(ctx, batch, doneAt); err != nil && len(batch) > 0 {
-		// One answer SQLite refuses must not hold back the others; when
-		// none goes in, SQLite itself is failing: retry later.
-		failed := map[*resultReq]error{}
-		for _, q := range batch {
-			if err := db.writeResults(ctx, []*resultReq{q}, doneAt); err != nil {
-				failed[q] = err
-			}
-		}
-		if len(failed) == len(batch) {
-			return err
-		}
-		for q, err := range failed {
-			db.logger.Error("dropping a journaled live-query answer SQLite refuses", "campaign", q.campaignID, "host_id", q.hostID, "err", err)
-		}
+	// An update by primary key of validated values has nothing SQLite
+	// could refuse for the answer's sake: an error is SQLite failing (a
+	// full disk), and the whole batch is tried again, never dropped.
+	if err := db.writeResults(ctx, batch, doneAt); err != nil {
+		return err
 	}
 	j.mu.Lock()
 	for _, q := range batch {
@@ -489,7 +485,7 @@ func (db *DB) fold(ctx context.Context, j *journal, recs [][]byte, next wal.Pos)
 		db.logger.Error("releasing folded answers", "err", err)
 	}
 	j.foldMu.Lock()
-	j.folded += int64(len(recs))
+	j.folded = next
 	close(j.foldedCh)
 	j.foldedCh = make(chan struct{})
 	j.foldMu.Unlock()

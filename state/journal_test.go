@@ -2,6 +2,8 @@ package state
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -73,6 +75,11 @@ func TestJournalAnswersSurviveACrash(t *testing.T) {
 	rec, done, err = db.RecordResult(ctx, c.ID, "b", Result{Status: StatusError, Error: "no such table: x"})
 	if err != nil || !rec || !done {
 		t.Fatalf("RecordResult b = %v %v %v; want recorded and done", rec, done, err)
+	}
+	// A read cannot be answered while nothing folds: it says so, rather
+	// than wait forever.
+	if err := db.Settle(ctx); !errors.Is(err, errClosed) {
+		t.Errorf("Settle with the folder stopped = %v, want %v", err, errClosed)
 	}
 	// The summary is the journal's, before anything is folded.
 	if s, err := db.CampaignSummary(ctx, c.ID); err != nil || s != (Summary{Total: 3, OK: 1, Error: 1, Offline: 1}) {
@@ -231,6 +238,40 @@ func TestJournalUntrackedCampaign(t *testing.T) {
 	}
 }
 
+// Answers spread over many journal segments (each commit may start a
+// fresh one, which moves the journal's end with nothing in it) are all
+// folded, and reads do not wait for answers that never come.
+func TestJournalAcrossSegments(t *testing.T) {
+	defer func(n int64) { journalSegmentBytes = n }(journalSegmentBytes)
+	journalSegmentBytes = 300
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := openTest(t)
+	var hosts []CampaignHost
+	for i := range 20 {
+		hosts = append(hosts, CampaignHost{HostID: fmt.Sprint("h", i), Hostname: fmt.Sprint("h", i)})
+	}
+	c := journalCampaign(t, db, hosts...)
+	for i, h := range hosts {
+		rec, done, err := db.RecordResult(ctx, c.ID, h.HostID, Result{Status: StatusOK, Rows: []map[string]string{{"i": fmt.Sprint(i)}}})
+		if err != nil || !rec || done != (i == len(hosts)-1) {
+			t.Fatalf("answer %d = %v %v %v", i, rec, done, err)
+		}
+		if i%5 == 4 {
+			got, err := db.GetCampaign(ctx, c.ID)
+			if err != nil {
+				t.Fatalf("read after answer %d: %v", i, err)
+			}
+			if got.Summary.OK != i+1 {
+				t.Fatalf("read after answer %d: %d ok", i, got.Summary.OK)
+			}
+		}
+	}
+	if segs, _ := filepath.Glob(filepath.Join(db.path+"-answers", "*.wal")); len(segs) > 2 {
+		t.Errorf("%d journal segments left after every answer was folded", len(segs))
+	}
+}
+
 // A second process on the same SQLite state would interleave its
 // journal with this one's: it is refused, saying why.
 func TestJournalOneProcess(t *testing.T) {
@@ -294,7 +335,8 @@ func FuzzJournalRecord(f *testing.F) {
 			t.Fatalf("re-encoded %q does not decode: %v", appendJournalRecord(nil, q), err)
 		}
 		if again.campaignID != q.campaignID || again.hostID != q.hostID || again.r.Status != q.r.Status ||
-			again.r.Error != q.r.Error || again.rowCount != q.rowCount || !again.r.Time.Equal(q.r.Time) {
+			again.r.Error != q.r.Error || again.rowCount != q.rowCount || !again.r.Time.Equal(q.r.Time) ||
+			again.rowsJSON != q.rowsJSON || again.columnsJSON != q.columnsJSON {
 			t.Fatalf("round trip changed %+v to %+v", q, again)
 		}
 	})
