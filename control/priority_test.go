@@ -162,13 +162,20 @@ func TestAnswersAcknowledgedAfterLiveQuery(t *testing.T) {
 	if r := e.post(osquery.PathDistributedWrite, write(keyB, c.ID)); r.status != 200 {
 		t.Fatalf("b's write: %d %s", r.status, r.body)
 	}
+	awaitAck(t, acked, "the query completed")
+}
+
+// awaitAck waits for a's write to be acknowledged with 200, at most 10 s
+// after what.
+func awaitAck(t *testing.T, acked <-chan response, what string) {
+	t.Helper()
 	select {
 	case r := <-acked:
 		if r.status != 200 {
 			t.Fatalf("a's write: %d %s", r.status, r.body)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("a's answer not acknowledged 10 s after the query completed")
+		t.Fatalf("a's answer not acknowledged 10 s after %s", what)
 	}
 }
 
@@ -194,14 +201,7 @@ func TestAnswerAcknowledgedAtWindowEnd(t *testing.T) {
 		Queries: map[string][]map[string]string{c.ID: {{"1": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
 	acked := make(chan response, 1)
 	go func() { acked <- e.post(osquery.PathDistributedWrite, wb) }()
-	select {
-	case r := <-acked:
-		if r.status != 200 {
-			t.Fatalf("a's write: %d %s", r.status, r.body)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a's answer not acknowledged 10 s after a window of 100ms")
-	}
+	awaitAck(t, acked, "a window of 100ms")
 	if got, err := e.db.CampaignSummary(ctx, c.ID); err != nil || got.Pending != 1 || got.OK != 1 {
 		t.Fatalf("summary %+v, %v; want a answered, b still owing", got, err)
 	}
