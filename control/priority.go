@@ -21,11 +21,12 @@ const DefaultLiveQueryPriority = 3 * time.Second
 // end, whichever is first. Logs keep being accepted (the WAL makes them durable); only
 // their way into the store waits.
 type priority struct {
-	seq   atomic.Int64 // names the window of a campaign being started
-	mu    sync.Mutex
-	open  map[string]bool // campaigns in the window
-	ch    chan struct{}   // closed when the window ends; nil outside one
-	timer *time.Timer
+	seq    atomic.Int64 // names the window of a campaign being started
+	mu     sync.Mutex
+	open   map[string]bool // campaigns in the window
+	ch     chan struct{}   // closed when the window ends; nil outside one
+	opened time.Time       // when ch was made
+	timer  *time.Timer
 }
 
 // Yield is ingest's Options.Yield: nil outside a window, else a channel
@@ -59,7 +60,10 @@ func (s *Server) answerPriority(req *osquery.DistributedWriteRequest) <-chan str
 	return nil
 }
 
-// openPriority opens (or extends) the window for campaign id.
+// openPriority opens (or extends) the window for campaign id. A window
+// is extended up to twice LiveQueryPriority from its opening, no longer:
+// live queries started one after another must not keep the drainer and
+// detection waiting for good (each closing lets them take a turn).
 func (s *Server) openPriority(id string) {
 	d := s.opts.LiveQueryPriority
 	if d <= 0 {
@@ -68,16 +72,18 @@ func (s *Server) openPriority(id string) {
 	p := &s.prio
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
 	if p.ch == nil {
 		p.ch = make(chan struct{})
 		p.open = map[string]bool{}
+		p.opened = now
 	}
 	p.open[id] = true
 	if p.timer != nil {
 		p.timer.Stop()
 	}
 	ch := p.ch
-	p.timer = time.AfterFunc(d, func() { s.closePriority(ch) })
+	p.timer = time.AfterFunc(min(d, p.opened.Add(2*d).Sub(now)), func() { s.closePriority(ch) })
 }
 
 // donePriority takes a completed campaign out of the window; the last one

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -204,5 +205,26 @@ func TestAnswerAcknowledgedAtWindowEnd(t *testing.T) {
 	awaitAck(t, acked, "a window of 100ms")
 	if got, err := e.db.CampaignSummary(ctx, c.ID); err != nil || got.Pending != 1 || got.OK != 1 {
 		t.Fatalf("summary %+v, %v; want a answered, b still owing", got, err)
+	}
+}
+
+// Live queries started one after another extend the window up to twice
+// LiveQueryPriority, not for good: the drainer and detection get a turn.
+func TestLiveQueryPriorityBounded(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = 100 * time.Millisecond })
+	e.srv.openPriority("first")
+	win := e.srv.Yield()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	stop := time.After(2 * time.Second)
+	for i := 0; ; i++ {
+		select {
+		case <-win:
+			return
+		case <-tick.C:
+			e.srv.openPriority("next-" + strconv.Itoa(i)) // a new campaign every 20 ms
+		case <-stop:
+			t.Fatal("campaigns started every 20 ms kept a 100ms window open for 2 s")
+		}
 	}
 }
