@@ -215,6 +215,12 @@ func (w *WAL) recover() error {
 	if err := w.startSegment(next); err != nil {
 		return err
 	}
+	if len(w.segs) == 1 {
+		// A new log: nothing before the first segment to release, so the
+		// reader starts where the end is (a drain waiting for the released
+		// position to reach the end has nothing to wait for).
+		w.released = Pos{Seg: next}
+	}
 	// Recovered segments with nothing unreleased (a clean stop) go now:
 	// no record will ever release them, and until the released position
 	// reaches the fresh segment a drain (WaitDrained) could not finish.

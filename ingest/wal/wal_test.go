@@ -422,3 +422,23 @@ func TestBetween(t *testing.T) {
 		t.Errorf("Between after one record = %d", n)
 	}
 }
+
+// A new log starts released where it ends: a reader or a drain waiting
+// for the released position to reach the end has nothing to wait for.
+func TestNewLogStartsAtItsEnd(t *testing.T) {
+	w := openT(t, Options{Dir: t.TempDir()})
+	if w.Start() != w.End() {
+		t.Fatalf("new log: start %v, end %v", w.Start(), w.End())
+	}
+	appendRecs(t, w, 3)
+	recs, next := readAll(t, w, w.Start())
+	if len(recs) != 3 {
+		t.Fatalf("read %d records, want 3", len(recs))
+	}
+	if err := w.Release(next); err != nil {
+		t.Fatal(err)
+	}
+	if w.Start() != w.End() {
+		t.Errorf("after releasing everything: start %v, end %v", w.Start(), w.End())
+	}
+}
