@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -46,9 +45,8 @@ var journalSegmentBytes int64 = 16 << 20
 const journalReadBytes = 4 << 20
 
 type journal struct {
-	wal    *wal.WAL
-	lock   *os.File // held while open (lockDir)
-	logger *slog.Logger
+	wal  *wal.WAL
+	lock *os.File // held while open (lockDir)
 
 	mu     sync.Mutex
 	idle   *sync.Cond // a campaign's appends in flight reached zero
@@ -57,8 +55,9 @@ type journal struct {
 
 	now func() time.Time // the state's clock (SetClock)
 
+	// Every answer before the journal's released position (Start) is in
+	// campaign_hosts: each fold releases what it wrote.
 	foldMu   sync.Mutex
-	folded   wal.Pos       // every answer before this is in campaign_hosts
 	foldedCh chan struct{} // closed and replaced at every fold
 	urgent   chan struct{} // a reader waits (settle): fold now
 	cancel   context.CancelFunc
@@ -145,11 +144,11 @@ func (db *DB) openJournal(ctx context.Context, dir string) error {
 		lock.Close()
 		return fmt.Errorf("state: opening the answer journal: %w", err)
 	}
-	j := &journal{wal: w, lock: lock, logger: db.logger, now: func() time.Time { return db.now() }, camps: map[string]*tracked{}, foldedCh: make(chan struct{}), urgent: make(chan struct{}, 1), done: make(chan struct{})}
+	j := &journal{wal: w, lock: lock, now: func() time.Time { return db.now() }, camps: map[string]*tracked{}, foldedCh: make(chan struct{}), urgent: make(chan struct{}, 1), done: make(chan struct{})}
 	j.idle = sync.NewCond(&j.mu)
 	// The replay: nothing is tracked, so completions take the fold's time.
 	pos, replayed := w.Start(), 0
-	for w.Stats().Pending > 0 {
+	for !j.caughtUp(w.End()) {
 		recs, next, err := w.Read(ctx, pos, journalReadBytes)
 		if err == nil {
 			err = db.fold(ctx, j, recs, next)
@@ -164,11 +163,10 @@ func (db *DB) openJournal(ctx context.Context, dir string) error {
 	if replayed > 0 {
 		db.logger.Info("folded live-query answers left in the journal", "answers", replayed)
 	}
-	j.folded = w.Start()
 	fctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
 	db.journal = j
-	go db.foldLoop(fctx, j, j.folded)
+	go db.foldLoop(fctx, j, w.Start())
 	return nil
 }
 
@@ -319,14 +317,19 @@ func (j *journal) forget(id string) {
 	delete(j.camps, id)
 }
 
+// caughtUp reports whether every answer journaled before end is folded:
+// the released position reaches it (Release moves past finished
+// segments, so it reaches end exactly, as ingest's WaitDrained relies on).
+func (j *journal) caughtUp(end wal.Pos) bool { return !j.wal.Start().Less(end) }
+
 // settle waits until every answer journaled before the call is folded.
 func (j *journal) settle(ctx context.Context) error {
 	end := j.wal.End()
 	for {
 		j.foldMu.Lock()
-		folded, ch := j.folded, j.foldedCh
+		ch := j.foldedCh
 		j.foldMu.Unlock()
-		if j.wal.Between(folded, end) == 0 {
+		if j.caughtUp(end) {
 			return nil
 		}
 		select {
@@ -369,7 +372,7 @@ const (
 
 func (db *DB) foldLoop(ctx context.Context, j *journal, pos wal.Pos) {
 	defer close(j.done)
-	backoff := 100 * time.Millisecond
+	backoff := minBackoff
 	for ctx.Err() == nil {
 		recs, next, err := j.wal.Read(ctx, pos, journalReadBytes) // waits for one
 		if err == nil {
@@ -379,9 +382,9 @@ func (db *DB) foldLoop(ctx context.Context, j *journal, pos wal.Pos) {
 			if err = db.foldRetrying(ctx, j, recs, next); err != nil {
 				break
 			}
-			pos, backoff = next, 100*time.Millisecond
-			if j.wal.Between(pos, j.wal.End()) == 0 {
-				break // caught up
+			pos, backoff = next, minBackoff
+			if j.caughtUp(j.wal.End()) {
+				break
 			}
 			recs, next, err = j.wal.Read(ctx, pos, journalReadBytes)
 		}
@@ -390,12 +393,24 @@ func (db *DB) foldLoop(ctx context.Context, j *journal, pos wal.Pos) {
 		}
 		// The answers were acknowledged: keep trying (settle waits).
 		db.logger.Error("reading the answer journal; retrying", "at", pos, "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		backOff(ctx, &backoff)
 	}
+}
+
+// Retries of the journal's reads and folds wait from minBackoff, doubling
+// up to maxBackoff.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// backOff waits *d, or until ctx ends, and doubles *d up to maxBackoff.
+func backOff(ctx context.Context, d *time.Duration) {
+	select {
+	case <-time.After(*d):
+	case <-ctx.Done():
+	}
+	*d = min(2**d, maxBackoff)
 }
 
 // linger waits while answers keep coming, up to foldMaxDelay, or until
@@ -425,19 +440,14 @@ func (j *journal) linger(ctx context.Context) {
 // foldRetrying folds until it succeeds or ctx ends: the answers were
 // acknowledged, so they are never dropped.
 func (db *DB) foldRetrying(ctx context.Context, j *journal, recs [][]byte, next wal.Pos) error {
-	backoff := 100 * time.Millisecond
+	backoff := minBackoff
 	for {
 		err := db.fold(ctx, j, recs, next)
 		if err == nil || ctx.Err() != nil {
 			return err // after ctx ends, the next Open folds them
 		}
 		db.logger.Error("writing journaled live-query answers; retrying", "answers", len(recs), "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		backOff(ctx, &backoff)
 	}
 }
 
@@ -485,7 +495,6 @@ func (db *DB) fold(ctx context.Context, j *journal, recs [][]byte, next wal.Pos)
 		db.logger.Error("releasing folded answers", "err", err)
 	}
 	j.foldMu.Lock()
-	j.folded = next
 	close(j.foldedCh)
 	j.foldedCh = make(chan struct{})
 	j.foldMu.Unlock()

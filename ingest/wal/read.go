@@ -214,26 +214,3 @@ func (w *WAL) End() Pos {
 	defer w.mu.Unlock()
 	return w.committed
 }
-
-// Between is how many committed bytes lie from position from up to to:
-// none means a reader at from has read everything committed before to,
-// though a new segment may have moved to past from's.
-func (w *WAL) Between(from, to Pos) int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var n int64
-	for _, s := range w.segs {
-		if s.id < from.Seg || s.id > to.Seg {
-			continue
-		}
-		lo, hi := int64(0), s.size
-		if s.id == from.Seg {
-			lo = from.Off
-		}
-		if s.id == to.Seg {
-			hi = min(hi, to.Off)
-		}
-		n += max(0, hi-lo)
-	}
-	return n
-}

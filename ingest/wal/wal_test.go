@@ -400,29 +400,6 @@ func TestReopenFullyReleasedIsDrained(t *testing.T) {
 	}
 }
 
-// Between counts committed bytes across segments, and none once a reader
-// has read up to a position, even when a fresh segment moved the end.
-func TestBetween(t *testing.T) {
-	w := openT(t, Options{Dir: t.TempDir(), SegmentBytes: 200})
-	start := w.Start()
-	appendRecs(t, w, 30)
-	end := w.End()
-	if n := w.Between(start, end); n != w.Stats().Bytes {
-		t.Fatalf("Between(start, end) = %d, want every committed byte (%d)", n, w.Stats().Bytes)
-	}
-	_, read := readAll(t, w, start)
-	if n := w.Between(read, end); n != 0 {
-		t.Errorf("Between(read up to %v, end %v) = %d, want 0", read, end, n)
-	}
-	recs, next, err := w.Read(context.Background(), start, 1)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Read = %d records, %v", len(recs), err)
-	}
-	if n := w.Between(next, end); n != w.Stats().Bytes-int64(len(recs[0])+headerLen) {
-		t.Errorf("Between after one record = %d", n)
-	}
-}
-
 // A new log starts released where it ends: a reader or a drain waiting
 // for the released position to reach the end has nothing to wait for.
 func TestNewLogStartsAtItsEnd(t *testing.T) {
