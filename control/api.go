@@ -218,6 +218,14 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 	}
 	s.stats.logRequests.Add(1)
 	s.stats.logLines.Add(int64(len(req.Data)))
+	// Vigil's long-polling agent asks for its log send to be held as its
+	// next read: its held read ends when a log is due, and a host sending
+	// a log would otherwise get a live query only after that log's answer
+	// and one more read.
+	if h.LongPoll && req.VigilWait > 0 {
+		s.holdAsRead(w, r, h, req.VigilWait)
+		return
+	}
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -395,25 +403,31 @@ func (s *Server) handleDistributedWrite(w http.ResponseWriter, r *http.Request) 
 	}
 	// Vigil's long-polling agent asks for the write to be held as its next
 	// read; osquery gets {} as it expects.
-	// The status goes out before the hold: it tells the agent its answers
-	// are recorded.
 	if h.LongPoll && req.VigilWait > 0 {
-		if s.park(w, r, h, req.VigilWait, true) {
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		http.NewResponseController(w).Flush()
-		queries, err := s.hold(w, r, h, req.VigilWait)
-		if err != nil {
-			if r.Context().Err() != nil {
-				return // the agent went away
-			}
-			// Too late for an error status: the agent reads at its next poll.
-			s.logger.Error("holding a distributed write", "host_id", h.ID, "err", err)
-		}
-		json.NewEncoder(w).Encode(osquery.DistributedWriteResponse{Queries: queries, VigilHeld: true})
+		s.holdAsRead(w, r, h, req.VigilWait)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// holdAsRead answers a distributed/write or a log whose agent asked for it
+// to be held as its next read: the status goes out first (it tells the
+// agent its answers or lines are recorded), then the hold, and the body
+// carries the queries that came (osquery.DistributedWriteResponse).
+func (s *Server) holdAsRead(w http.ResponseWriter, r *http.Request, h vigil.Host, waitMS int) {
+	if s.park(w, r, h, waitMS, true) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	http.NewResponseController(w).Flush()
+	queries, err := s.hold(w, r, h, waitMS)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the agent went away
+		}
+		// Too late for an error status: the agent reads at its next poll.
+		s.logger.Error("holding a request as the next read", "path", r.URL.Path, "host_id", h.ID, "err", err)
+	}
+	json.NewEncoder(w).Encode(osquery.DistributedWriteResponse{Queries: queries, VigilHeld: true})
 }

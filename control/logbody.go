@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -71,10 +72,14 @@ func fastLogRequest(body []byte, req *osquery.LogRequest) bool {
 			if !readLines(dec, body, &req.Data) {
 				return false
 			}
+		case "vigil_wait_ms":
+			if !readInt(dec, &req.VigilWait) {
+				return false
+			}
 		default:
 			// encoding/json matches names without regard to case: a
 			// near-spelling of a field goes to it there, so to decodeJSON.
-			if strings.EqualFold(key, "node_key") || strings.EqualFold(key, "log_type") || strings.EqualFold(key, "data") {
+			if strings.EqualFold(key, "node_key") || strings.EqualFold(key, "log_type") || strings.EqualFold(key, "data") || strings.EqualFold(key, "vigil_wait_ms") {
 				return false
 			}
 			if err := dec.SkipValue(); err != nil {
@@ -99,6 +104,27 @@ func readString(dec *jsontext.Decoder, dst *string) bool {
 	switch tok.Kind() {
 	case '"':
 		*dst = tok.String()
+	case 'n':
+	default:
+		return false
+	}
+	return true
+}
+
+// readInt reads an integer that fits an int, or null, which leaves *dst
+// as it is; anything else (a fraction, an exponent) goes to decodeJSON.
+func readInt(dec *jsontext.Decoder, dst *int) bool {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return false
+	}
+	switch v.Kind() {
+	case '0':
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return false
+		}
+		*dst = n
 	case 'n':
 	default:
 		return false

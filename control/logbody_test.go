@@ -17,6 +17,10 @@ var logBodies = []string{
 	"{ \"data\" : [ {\"a\" : [1, 2]} ,\n\t\"s\", 3, null, true ] , \"log_type\":\"status\", \"node_key\":\"k\" }",
 	`{"node_key":"k","log_type":"result","data":[]}`,
 	`{"node_key":"k","log_type":"result","data":null}`,
+	`{"node_key":"k","log_type":"result","data":[{"name":"q"}],"vigil_wait_ms":3000}`, // Vigil's held log
+	`{"node_key":"k","vigil_wait_ms":null,"data":[]}`,
+	`{"node_key":"k","vigil_wait_ms":-5}`,
+	`{"node_key":"k","VIGIL_WAIT_MS":7}`,
 	`{"node_key":null,"log_type":"result"}`,
 	`{"node_key":"a","node_key":"b","data":[1],"data":[2,3]}`, // the last wins
 	`{"NODE_KEY":"k","Log_Type":"result","DATA":[{}]}`,        // names match without case
@@ -35,6 +39,10 @@ var logBodies = []string{
 	`{"node_key":"k"`,
 	`[]`,
 	``,
+	`{"vigil_wait_ms":1.5}`,
+	`{"vigil_wait_ms":1e3}`,
+	`{"vigil_wait_ms":"1"}`,
+	`{"vigil_wait_ms":99999999999999999999}`,
 }
 
 func TestDecodeLogRequestAsEncodingJSON(t *testing.T) {
@@ -59,7 +67,7 @@ func TestDecodeLogRequestAsEncodingJSON(t *testing.T) {
 		}
 	}
 	// The common shapes must take the fast path, or it is dead code.
-	for _, body := range append(bodies[:4:4], bodies[len(logBodies):]...) {
+	for _, body := range append(bodies[:5:5], bodies[len(logBodies):]...) {
 		var req osquery.LogRequest
 		if !fastLogRequest([]byte(body), &req) {
 			t.Errorf("fast path refused %.80q", body)

@@ -38,16 +38,18 @@ const (
 	parkWriteTimeout = 30 * time.Second
 )
 
-// parkedHold is a distributed/read (or a write held as the next read)
+// parkedHold is a distributed/read (or a write or log held as the next read)
 // waiting for a live query without a goroutine.
 type parkedHold struct {
 	s      *Server
 	conn   net.Conn
 	hostID string
 	remote string
-	// write: the request was a distributed/write; its status and headers
-	// are out and the answer goes as the one chunk of its body.
+	// write: the request was a distributed/write or a log (holdAsRead);
+	// its status and headers are out and the answer goes as the one chunk
+	// of its body.
 	write bool
+	path  string
 	// close: the client asked to close the connection after the answer.
 	close bool
 
@@ -88,7 +90,7 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 		// A pipelined request already read: it is served after the answer.
 		conn = &bufferedConn{Conn: conn, r: rw.Reader}
 	}
-	p := &parkedHold{s: s, conn: conn, hostID: h.ID, remote: r.RemoteAddr, write: write, close: r.Close}
+	p := &parkedHold{s: s, conn: conn, hostID: h.ID, remote: r.RemoteAddr, write: write, path: r.URL.Path, close: r.Close}
 	if write {
 		// The status tells the agent its answers are recorded.
 		conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
@@ -167,11 +169,11 @@ func (p *parkedHold) finish(q map[string]string, err error) {
 	case p.write:
 		if err != nil {
 			// Too late for an error status: the agent reads at its next poll.
-			s.logger.Error("holding a distributed write", "host_id", p.hostID, "err", err)
+			s.logger.Error("holding a request as the next read", "path", p.path, "host_id", p.hostID, "err", err)
 		}
 		body, _ = json.Marshal(osquery.DistributedWriteResponse{Queries: q, VigilHeld: true})
 	case err != nil:
-		s.logger.Error("request failed", "path", osquery.PathDistributedRead, "remote", p.remote, "err", err)
+		s.logger.Error("request failed", "path", p.path, "remote", p.remote, "err", err)
 		status = http.StatusInternalServerError
 		body, _ = json.Marshal(errorBody{Error: "internal error; see the server log"})
 	default:

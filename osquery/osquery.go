@@ -115,7 +115,18 @@ type LogRequest struct {
 	NodeKey string            `json:"node_key"`
 	LogType string            `json:"log_type"`
 	Data    []json.RawMessage `json:"data"`
+	// VigilWait, sent only by Vigil's long-polling agent, asks the server
+	// to hold the request open like a distributed/read once the lines are
+	// durable, and to answer with the queries that came: a long-polling
+	// agent's log send then also serves as its next read (one request
+	// per log period instead of a log and then a read).
+	VigilWait int `json:"vigil_wait_ms,omitempty"`
 }
+
+// LogResponse is the answer to /log: {} for osquery; a log held for
+// Vigil's agent (VigilWait) says so with VigilHeld and carries the
+// queries that came while it was held, as a held distributed/write does.
+type LogResponse = DistributedWriteResponse
 
 // Result actions.
 const (
