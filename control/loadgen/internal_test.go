@@ -61,11 +61,15 @@ func TestTracedLeavesOutTheWaitForTheConnection(t *testing.T) {
 func TestLogBody(t *testing.T) {
 	a := &simAgent{g: &fleet{opts: Options{LinesPerLog: 3}}, key: `k"ey\`, ident: "loadgen-7"}
 	now := time.Unix(1_790_000_000, 0)
+	var held osquery.LogRequest
+	if err := json.Unmarshal(a.logBody(now, 2500), &held); err != nil || held.VigilWait != 2500 {
+		t.Fatalf("held log body: %v, vigil_wait_ms %d", err, held.VigilWait)
+	}
 	var got osquery.LogRequest
-	if err := json.Unmarshal(a.logBody(now), &got); err != nil {
+	if err := json.Unmarshal(a.logBody(now, 0), &got); err != nil {
 		t.Fatalf("log body is not JSON: %v", err)
 	}
-	if got.NodeKey != `k"ey\` || got.LogType != osquery.LogTypeResult || len(got.Data) != 3 {
+	if got.NodeKey != `k"ey\` || got.LogType != osquery.LogTypeResult || len(got.Data) != 3 || got.VigilWait != 0 {
 		t.Fatalf("request %+v", got)
 	}
 	for i, raw := range got.Data {
@@ -73,7 +77,7 @@ func TestLogBody(t *testing.T) {
 		if err := json.Unmarshal(raw, &l); err != nil {
 			t.Fatal(err)
 		}
-		n := i + 1
+		n := len(held.Data) + i + 1 // the counter goes on from the held body's lines
 		want := osquery.ResultLine{Name: "process_events", HostIdentifier: "loadgen-7", CalendarTime: osquery.CalendarTime(now),
 			UnixTime: osquery.Int(now.Unix()), Counter: osquery.Int(n), Action: osquery.ActionAdded,
 			Columns: map[string]string{"pid": strconv.Itoa(1000 + n), "path": "/usr/bin/true", "cmdline": "true " + strconv.Itoa(n),

@@ -190,7 +190,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			a := &simAgent{g: g, ident: fmt.Sprintf("%s-%d", opts.Prefix, i), uuid: randomHex(16), client: newClient(opts), turn: make(chan struct{}, 1)}
+			a := &simAgent{g: g, ident: fmt.Sprintf("%s-%d", opts.Prefix, i), uuid: randomHex(16), client: newClient(opts)}
 			if err := a.enroll(ctx); err != nil {
 				return
 			}
@@ -219,11 +219,14 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	}
 	runStart := time.Now()
 	for _, a := range agents {
-		wg.Add(2)
 		// Requests already sent finish under ctx even when the run ends, so
 		// what the report counts is what the server got.
-		go func() { defer wg.Done(); a.logLoop(runCtx, ctx) }()
-		go func() { defer wg.Done(); a.readLoop(runCtx, ctx) }()
+		if opts.LongPoll {
+			wg.Go(func() { a.longPollLoop(runCtx, ctx) })
+			continue
+		}
+		wg.Go(func() { a.logLoop(runCtx, ctx) })
+		wg.Go(func() { a.readLoop(runCtx, ctx) })
 	}
 	wg.Wait()
 	for _, a := range agents {
@@ -267,13 +270,6 @@ type simAgent struct {
 	uuid    string
 	key     string
 	counter int
-	// turn is the long-polling agent's turn on its one connection, as
-	// Vigil's agent takes it (agent.Agent.turn): a log send waits for a
-	// hold and, when the hold brings queries, for their answer. A channel
-	// of one, so that waiters get it in the order they came; logWaiting
-	// counts log sends waiting for it.
-	turn       chan struct{}
-	logWaiting atomic.Int32
 }
 
 // post sends one request and decodes the answer; the error says what went
@@ -323,18 +319,16 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 	return err
 }
 
-// heldWrite sends a distributed/write the server holds as the next read.
-// The server sends its status once the answers are recorded: that is the
-// write's latency, and it completes under reqCtx; the hold that follows
-// ends with the run (runCtx). It returns the queries the hold brought.
-func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.DistributedWriteRequest) (map[string]string, error) {
-	b, err := json.Marshal(wr)
-	if err != nil {
-		return nil, err
-	}
+// held sends a request (a log or a distributed/write) that Vigil's server
+// holds as the next read. The server sends its status once the lines or
+// answers are recorded: that is the request's latency, and it completes
+// under reqCtx; the hold that follows ends with the run (runCtx). It
+// returns the queries the hold brought; a server that does not hold
+// answers as osquery expects, with no queries.
+func (a *simAgent) held(runCtx, reqCtx context.Context, path string, body []byte) (map[string]string, error) {
 	ctx, cancel := context.WithCancel(reqCtx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+osquery.PathDistributedWrite, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +342,10 @@ func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.Distribu
 		resp.Body.Close()
 		err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
 	}
-	a.g.rec.record(osquery.PathDistributedWrite, elapsed(), err)
+	if runCtx.Err() != nil && err != nil {
+		return nil, runCtx.Err() // the run ended; not the server's fault
+	}
+	a.g.rec.record(path, elapsed(), err)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +354,7 @@ func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.Distribu
 	defer stop()
 	var out osquery.DistributedWriteResponse
 	if json.NewDecoder(resp.Body).Decode(&out) != nil || !out.VigilHeld || len(out.Queries) == 0 {
-		return nil, nil // the answers are recorded; the next poll reads
+		return nil, nil // recorded; the next read asks again
 	}
 	return out.Queries, nil
 }
@@ -366,9 +363,7 @@ func (a *simAgent) heldWrite(runCtx, reqCtx context.Context, wr osquery.Distribu
 // have: one shared transport made its mutex the bottleneck of the
 // simulation rather than the server. Every agent speaks HTTP/1.1 over one
 // kept-alive connection and sends its requests in turn, as osquery does
-// and as Vigil's agent does when long polling (its held read occupies the
-// connection; a log send waits for the hold, which lasts at most the log
-// interval: holdWait).
+// and as Vigil's agent does when long polling (longPollLoop).
 func newClient(opts Options) *http.Client {
 	return &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
@@ -407,13 +402,46 @@ func traced(req *http.Request) (*http.Request, func() time.Duration) {
 	}
 }
 
-// holdWait is how long a long-polling agent asks for its read to be held:
-// 30 s, but no longer than the log interval, as Vigil's agent bounds it by
-// logger_tls_period, less a random part of up to a quarter (as the agent:
-// agents that enrolled together would otherwise send their logs in step).
-func (o Options) holdWait() int {
-	d := int(max(min(30*time.Second, o.LogInterval), time.Millisecond) / time.Millisecond)
-	return d - int(randomUint(uint64(d/4+1)))
+// maxHold is the longest hold a long-polling agent asks for, as Vigil's
+// agent's default LongPollWait.
+const maxHold = 30 * time.Second
+
+// longPollLoop is a long-polling agent, as Vigil's agent runs its one
+// connection: each log send is held as its next read until the next send
+// is due, a read is held when no send is due, and a live query is answered
+// with a write held as the next read (unless a send is due). Log sends
+// start at a random point of the first interval, so that agents spread
+// over it.
+func (a *simAgent) longPollLoop(ctx, reqCtx context.Context) {
+	interval := a.g.opts.LogInterval
+	nextLog := time.Now().Add(time.Duration(randomUint(uint64(interval))))
+	waitMS := func() int { return int(min(time.Until(nextLog), maxHold) / time.Millisecond) }
+	var next map[string]string // queries a hold brought
+	for ctx.Err() == nil {
+		var err error
+		switch {
+		case next != nil:
+			next, err = a.answer(ctx, reqCtx, next, max(waitMS(), 0))
+		case !time.Now().Before(nextLog):
+			nextLog = nextLog.Add(interval)
+			if nextLog.Before(time.Now()) {
+				nextLog = time.Now().Add(interval) // fell behind: no burst to catch up
+			}
+			next, err = a.held(ctx, reqCtx, osquery.PathLog, a.logBody(time.Now(), waitMS()))
+			if err == nil {
+				a.g.lines.Add(int64(a.g.opts.LinesPerLog))
+			}
+		default:
+			var rr osquery.DistributedReadResponse
+			err = a.post(ctx, osquery.PathDistributedRead, osquery.NodeRequest{NodeKey: a.key, VigilWait: max(waitMS(), 1)}, &rr)
+			if len(rr.Queries) > 0 {
+				next = rr.Queries
+			}
+		}
+		if err != nil && !sleep(ctx, time.Second) {
+			return
+		}
+	}
 }
 
 func (a *simAgent) enroll(ctx context.Context) error {
@@ -458,20 +486,15 @@ func (a *simAgent) logLoop(ctx, reqCtx context.Context) {
 }
 
 func (a *simAgent) sendLog(ctx context.Context) error {
-	if a.g.opts.LongPoll {
-		a.logWaiting.Add(1)
-		a.turn <- struct{}{}
-		a.logWaiting.Add(-1)
-		defer func() { <-a.turn }()
-	}
-	return a.post(ctx, osquery.PathLog, a.logBody(time.Now()), nil)
+	return a.post(ctx, osquery.PathLog, a.logBody(time.Now(), 0), nil)
 }
 
 // logBody is a result log request of LinesPerLog process_events lines,
 // encoded by hand: through encoding/json the simulation spent a sixth of
 // its CPU encoding them, which real agents spend on their own machines and
-// here took from the server under test.
-func (a *simAgent) logBody(now time.Time) []byte {
+// here took from the server under test. waitMS > 0 asks for it to be held
+// as the next read.
+func (a *simAgent) logBody(now time.Time, waitMS int) []byte {
 	cal, unix := osquery.CalendarTime(now), now.Unix()
 	b := make([]byte, 0, 128+300*a.g.opts.LinesPerLog)
 	b = append(b, `{"node_key":`...)
@@ -498,64 +521,41 @@ func (a *simAgent) logBody(now time.Time) []byte {
 		b = strconv.AppendInt(b, unix, 10)
 		b = append(b, `","uid":"0"}}`...)
 	}
-	return append(b, "]}"...)
+	b = append(b, ']')
+	if waitMS > 0 {
+		b = append(b, `,"vigil_wait_ms":`...)
+		b = strconv.AppendInt(b, int64(waitMS), 10)
+	}
+	return append(b, '}')
 }
 
+// readLoop polls distributed/read every ReadInterval, as osquery does.
 func (a *simAgent) readLoop(ctx, reqCtx context.Context) {
-	// A polling agent's first read comes at a random point of the
-	// interval, as its log sends do: a fleet's agents started at
-	// different times, not within the seconds the simulation takes to
-	// enroll them all (which would bring all their answers to a live
-	// query within those seconds).
-	if !a.g.opts.LongPoll && !sleep(ctx, time.Duration(randomUint(uint64(a.g.opts.ReadInterval)))) {
+	// The first read comes at a random point of the interval, as log
+	// sends do: a fleet's agents started at different times, not within
+	// the seconds the simulation takes to enroll them all (which would
+	// bring all their answers to a live query within those seconds).
+	if !sleep(ctx, time.Duration(randomUint(uint64(a.g.opts.ReadInterval)))) {
 		return
 	}
-	var next map[string]string // queries a held write brought back
 	for ctx.Err() == nil {
-		req := osquery.NodeRequest{NodeKey: a.key}
-		if a.g.opts.LongPoll {
-			req.VigilWait = a.g.opts.holdWait()
-			a.turn <- struct{}{}
-		}
 		var rr osquery.DistributedReadResponse
-		var err error
-		if next != nil {
-			rr.Queries, next = next, nil
-		} else {
-			err = a.post(ctx, osquery.PathDistributedRead, req, &rr)
-		}
-		answered := err == nil && len(rr.Queries) > 0
-		if answered {
-			wait := req.VigilWait
-			if a.logWaiting.Load() > 0 {
-				wait = 0 // as Vigil's agent: a held write would keep the log waiting
-			}
-			next = a.answer(ctx, reqCtx, rr.Queries, wait)
-		}
-		if a.g.opts.LongPoll {
-			<-a.turn
-		}
-		if answered {
+		err := a.post(ctx, osquery.PathDistributedRead, osquery.NodeRequest{NodeKey: a.key}, &rr)
+		if err == nil && len(rr.Queries) > 0 {
+			a.answer(ctx, reqCtx, rr.Queries, 0)
 			continue
 		}
-		wait := a.g.opts.ReadInterval
-		if a.g.opts.LongPoll && err == nil {
-			wait = 0 // ask again at once: the server held the request
-		}
-		if err != nil {
-			wait = max(wait, time.Second)
-		}
-		if !sleep(ctx, wait) {
+		if !sleep(ctx, a.g.opts.ReadInterval) {
 			return
 		}
 	}
 }
 
 // answer writes the answers to queries. As Vigil's agent, a long-polling
-// agent (wait > 0) has its write held as its next read (heldWrite), and
-// gets back the queries that read brought; a plain one's write finishes
-// under reqCtx, which outlives the run.
-func (a *simAgent) answer(ctx, reqCtx context.Context, queries map[string]string, wait int) (next map[string]string) {
+// agent (wait > 0) has its write held as its next read (held), and gets
+// back the queries that read brought; a plain one's write finishes under
+// reqCtx, which outlives the run.
+func (a *simAgent) answer(ctx, reqCtx context.Context, queries map[string]string, wait int) (next map[string]string, err error) {
 	wr := osquery.DistributedWriteRequest{NodeKey: a.key, Queries: map[string][]map[string]string{},
 		Statuses: map[string]osquery.Int{}, VigilWait: wait}
 	for id := range queries {
@@ -563,16 +563,18 @@ func (a *simAgent) answer(ctx, reqCtx context.Context, queries map[string]string
 		wr.Statuses[id] = 0
 	}
 	if wait > 0 {
-		q, err := a.heldWrite(ctx, reqCtx, wr)
-		if err == nil {
-			a.g.answered.Add(int64(len(queries)))
+		var b []byte
+		if b, err = json.Marshal(wr); err != nil {
+			return nil, err
 		}
-		return q
+		next, err = a.held(ctx, reqCtx, osquery.PathDistributedWrite, b)
+	} else {
+		err = a.post(reqCtx, osquery.PathDistributedWrite, wr, nil)
 	}
-	if a.post(reqCtx, osquery.PathDistributedWrite, wr, nil) == nil {
+	if err == nil {
 		a.g.answered.Add(int64(len(queries)))
 	}
-	return nil
+	return next, err
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
