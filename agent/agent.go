@@ -141,26 +141,19 @@ type Agent struct {
 	// rotateFailing holds the log files whose last rotation failed, so a
 	// failure is warned about once, and again only after a rotation worked.
 	rotateFailing sync.Map
-	// heldNext holds the queries a held distributed/write brought back:
-	// the next poll answers them without reading. Only distributedLoop
-	// uses it.
+	// heldNext holds the queries a held log send or distributed/write
+	// brought back: the next round answers them without reading. Only
+	// longPollLoop uses it (and what it calls).
 	heldNext map[string]string
-	// turn is the agent's turn on its one connection (newTransport):
-	// shipOnce takes it while it sends, and a long-polling agent's
-	// distributed round (held read, queries, write) while it lasts. A
-	// backlog of many batches would otherwise leave at one batch per
-	// hold, and a log send that fell due during a hold would go before
-	// the answer to the live query that ended it.
-	turn    *connTurn
-	log     *slog.Logger // component=agent; tees WARN/ERROR to the status spool
-	teeLog  *slog.Logger // the same without a component, for sub-components
-	baseLog *slog.Logger // never tees (used by components that hold locks)
-	engine  *table.Engine
-	events  *event.Buffer
-	results *spool.Spool
-	status  *spool.Spool
-	client  *uplink // nil without a server
-	sched   *scheduler
+	log      *slog.Logger // component=agent; tees WARN/ERROR to the status spool
+	teeLog   *slog.Logger // the same without a component, for sub-components
+	baseLog  *slog.Logger // never tees (used by components that hold locks)
+	engine   *table.Engine
+	events   *event.Buffer
+	results  *spool.Spool
+	status   *spool.Spool
+	client   *uplink // nil without a server
+	sched    *scheduler
 
 	hostID     string
 	hostUUID   string
@@ -236,7 +229,7 @@ func New(opts Options) (*Agent, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: create data dir: %w", err)
 	}
-	a := &Agent{opts: opts, baseLog: opts.Logger.With("component", "agent"), started: opts.Now(), turn: newConnTurn()}
+	a := &Agent{opts: opts, baseLog: opts.Logger.With("component", "agent"), started: opts.Now()}
 	a.teeLog = slog.New(&statusHandler{inner: opts.Logger.Handler(), a: a})
 	a.log = a.teeLog.With("component", "agent")
 
@@ -360,10 +353,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Always: the counters include the loggers' (oversized lines, spool
 	// overflow), not only the event sources'.
 	run(a.eventStatsLoop)
-	if a.client != nil {
+	switch {
+	case a.client != nil && a.opts.LongPoll:
+		run(a.longPollLoop)
+	case a.client != nil:
 		run(a.shipLoop)
 		run(a.distributedLoop)
-	} else {
+	default:
 		run(a.fileLoggerLoop)
 	}
 	<-ctx.Done()
@@ -380,7 +376,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	flushCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if a.client != nil {
-		a.shipOnce(flushCtx)
+		a.shipOnce(flushCtx, time.Time{})
 	} else {
 		a.writeFiles()
 	}

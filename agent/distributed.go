@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"time"
 
@@ -18,39 +17,27 @@ const (
 	statusError = 1
 )
 
-// distributedLoop polls distributed/read. Without LongPoll it waits
-// DistributedInterval between polls. With LongPoll it asks the server to
-// hold the request open (vigil_wait_ms) and polls again right after each
-// answer; a server that answers an empty read at once does not support it,
-// and the agent falls back to the interval.
+// distributedLoop polls distributed/read every distributed_interval; a
+// long-polling agent runs longPollLoop instead.
 func (a *Agent) distributedLoop(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		start := time.Now()
-		hold := a.holdWait()
-		n, err := a.distributedOnce(ctx, hold)
+		_, err := a.distributedOnce(ctx, time.Time{})
 		if ctx.Err() != nil {
 			return
 		}
-		var wait time.Duration
-		switch {
-		case err != nil:
+		wait := a.distributedInterval()
+		if err != nil {
 			a.baseLog.Warn("distributed query poll failed", "err", err, "retry_in", backoff)
-			wait = min(backoff, a.distributedInterval())
+			wait = min(backoff, wait)
 			backoff = min(backoff*2, 5*time.Minute)
-		case a.opts.LongPoll && (n > 0 || time.Since(start) >= hold/2):
+		} else {
 			backoff = time.Second
-			wait = 0
-		default:
-			backoff = time.Second
-			wait = a.distributedInterval()
 		}
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
 	}
 }
@@ -62,45 +49,37 @@ func (a *Agent) distributedInterval() time.Duration {
 	return a.opts.DistributedInterval
 }
 
-// holdWait is how long a long-polling agent asks the server to hold
-// distributed/read: LongPollWait, but no longer than logger_tls_period,
-// since the held read occupies the agent's one connection and the next
-// log send waits for it (newTransport). Each hold ends at a random point
-// of its last quarter: agents that started together (a fleet coming back
-// after a server restart) would otherwise send their logs in step; in
-// step, 3,000 simulated agents saw a median log latency of 294 ms, and
-// 3.8 ms with the jitter.
-func (a *Agent) holdWait() time.Duration {
-	d := min(a.opts.LongPollWait, a.loggerPeriod())
-	return d - rand.N(d/4+1)
+// holdMS is how long, in milliseconds, a long-polling agent asks the
+// server to hold a request as its next read: LongPollWait, but not past
+// until, when its next log send is due (longPollLoop); 0 when that time
+// has come or the agent does not long poll.
+func (a *Agent) holdMS(until time.Time) int {
+	if !a.opts.LongPoll || until.IsZero() {
+		return 0
+	}
+	return max(int(min(a.opts.LongPollWait, time.Until(until))/time.Millisecond), 0)
 }
 
-// distributedOnce reads pending queries, runs them and writes the results.
-// With LongPoll the server may hold each request up to hold. It returns
-// how many queries it answered.
-func (a *Agent) distributedOnce(ctx context.Context, hold time.Duration) (int, error) {
-	wait := 0
+// distributedOnce reads pending queries (or takes those the last held
+// request brought), runs them and writes the results. A long-polling
+// agent asks for the read, and the write, to be held until its next log
+// send is due (until). It returns how many queries it answered.
+func (a *Agent) distributedOnce(ctx context.Context, until time.Time) (int, error) {
 	rctx := ctx
 	if a.opts.LongPoll {
-		wait = max(int(hold/time.Millisecond), 1)
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, hold+30*time.Second)
+		rctx, cancel = context.WithTimeout(ctx, time.Duration(a.holdMS(until))*time.Millisecond+30*time.Second)
 		defer cancel()
-	}
-	if a.opts.LongPoll {
-		// The read waits for a log send under way, and a log send for the
-		// hold and, when it brings queries, for their answer: someone is
-		// waiting for it (Agent.turn).
-		if err := a.turn.take(ctx); err != nil {
-			return 0, err
-		}
-		defer a.turn.give()
 	}
 	var rd osquery.DistributedReadResponse
 	if a.heldNext != nil {
-		// The last write was held and came back with these.
+		// The last held request came back with these.
 		rd.Queries, a.heldNext = a.heldNext, nil
 	} else {
+		wait := a.holdMS(until)
+		if a.opts.LongPoll {
+			wait = max(wait, 1)
+		}
 		err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
 			return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
 		}, &rd)
@@ -115,12 +94,8 @@ func (a *Agent) distributedOnce(ctx context.Context, hold time.Duration) (int, e
 	// A Vigil server holds the write as the next read (one request per
 	// query instead of two); osquery servers ignore vigil_wait_ms and
 	// answer {}, and the next poll reads as before. Not when a log send
-	// waits for the connection: the hold would keep it waiting, and
-	// agents woken by the same live query would all send their logs when
-	// their holds end, at about the same time.
-	if !a.turn.wanted() {
-		w.VigilWait = wait
-	}
+	// is due: it goes first.
+	w.VigilWait = a.holdMS(until)
 	var wr osquery.DistributedWriteResponse
 	err := a.client.call(rctx, osquery.PathDistributedWrite, func(k string) any {
 		w.NodeKey = k

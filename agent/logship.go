@@ -17,9 +17,10 @@ import (
 // max line size; this keeps a batch of big lines under common body limits).
 const maxLogPayload = 8 << 20
 
-// shipLoop sends spooled lines every LoggerTLSPeriod. A failed send backs
-// off exponentially up to logger_tls_backoff_max; a 503 waits Retry-After.
-// Lines leave the spool only after a 2xx answer.
+// shipLoop sends spooled lines every LoggerTLSPeriod (a long-polling agent
+// sends them from longPollLoop). A failed send backs off exponentially up
+// to logger_tls_backoff_max; a 503 waits Retry-After. Lines leave the
+// spool only after a 2xx answer.
 func (a *Agent) shipLoop(ctx context.Context) {
 	period := a.loggerPeriod()
 	wait := period
@@ -30,20 +31,29 @@ func (a *Agent) shipLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		period = a.loggerPeriod()
-		err := a.shipOnce(ctx)
-		var he *httpError
-		switch {
-		case err == nil:
-			wait = period
-		case ctx.Err() != nil:
+		err := a.shipOnce(ctx, time.Time{})
+		if ctx.Err() != nil {
 			return
-		case errors.As(err, &he) && he.RetryAfter > 0:
-			wait = min(he.RetryAfter, DefaultLoggerBackoffMax)
-			a.baseLog.Info("log endpoint asked to retry later", "retry_after", he.RetryAfter)
-		default:
-			wait = min(max(wait*2, period), DefaultLoggerBackoffMax)
-			a.baseLog.Warn("sending logs failed; backing off", "err", err, "retry_in", wait)
 		}
+		wait = a.nextShip(err, wait, period)
+	}
+}
+
+// nextShip is how long after a send the next comes: the period after a
+// success, Retry-After after a 503 that gives one, else a backoff that
+// doubles (last was the wait before) up to logger_tls_backoff_max.
+func (a *Agent) nextShip(err error, last, period time.Duration) time.Duration {
+	var he *httpError
+	switch {
+	case err == nil:
+		return period
+	case errors.As(err, &he) && he.RetryAfter > 0:
+		a.baseLog.Info("log endpoint asked to retry later", "retry_after", he.RetryAfter)
+		return min(he.RetryAfter, DefaultLoggerBackoffMax)
+	default:
+		wait := min(max(last*2, period), DefaultLoggerBackoffMax)
+		a.baseLog.Warn("sending logs failed; backing off", "err", err, "retry_in", wait)
+		return wait
 	}
 }
 
@@ -86,12 +96,11 @@ func (a *Agent) maxResultBytes() int {
 }
 
 // shipOnce sends everything spooled (results first, then status), in
-// batches of at most logger_tls_max_lines.
-func (a *Agent) shipOnce(ctx context.Context) error {
-	if err := a.turn.take(ctx); err != nil {
-		return err
-	}
-	defer a.turn.give()
+// batches of at most logger_tls_max_lines. A long-polling agent asks for
+// the last batch to be held as its next read until its next send is due
+// (until); a Vigil server holds it (the queries that came wait in
+// heldNext), an osquery server answers {} at once.
+func (a *Agent) shipOnce(ctx context.Context, until time.Time) error {
 	if err := a.status.Sync(); err != nil {
 		a.baseLog.Warn("syncing status spool", "err", err)
 	}
@@ -111,14 +120,33 @@ func (a *Agent) shipOnce(ctx context.Context) error {
 			for i, r := range recs {
 				data[i] = r.Data
 			}
-			err = a.client.call(ctx, osquery.PathLog, func(k string) any {
-				return osquery.LogRequest{NodeKey: k, LogType: s.logType, Data: data}
-			}, nil)
+			wait := 0
+			if s.sp.Len() == len(recs) && (s.logType == osquery.LogTypeStatus || a.status.Len() == 0) {
+				wait = a.holdMS(until) // the last batch
+			}
+			rctx := ctx
+			if wait > 0 {
+				var cancel context.CancelFunc
+				rctx, cancel = context.WithTimeout(ctx, time.Duration(wait)*time.Millisecond+requestTimeout)
+				defer cancel()
+			}
+			var resp osquery.LogResponse
+			err = a.client.call(rctx, osquery.PathLog, func(k string) any {
+				return osquery.LogRequest{NodeKey: k, LogType: s.logType, Data: data, VigilWait: wait}
+			}, &resp)
 			if err != nil {
 				return err
 			}
 			if err := s.sp.Ack(recs[len(recs)-1].Seq); err != nil {
 				return fmt.Errorf("acknowledging %s spool: %w", s.logType, err)
+			}
+			if resp.VigilHeld {
+				// Held until the next send was due: lines spooled
+				// meanwhile go with that one, held in its turn.
+				if len(resp.Queries) > 0 {
+					a.heldNext = resp.Queries
+				}
+				return nil
 			}
 		}
 	}

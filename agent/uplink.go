@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vigilhq/vigil"
@@ -72,10 +71,10 @@ func newUplink(a *Agent) *uplink {
 // request and per connection: with 10,000 simulated agents long polling
 // and heavy log traffic, a live query to all of them was answered in
 // 1.74–2.11 s instead of 3.08–7.07 s, and the server's peak memory was
-// 1.29–1.34 GB instead of 1.70–1.88 GB (docs/scaling.md). A held
-// distributed/read occupies the connection, so a log send waits for the
-// hold to end: the hold is bounded by logger_tls_period (holdWait), and
-// the next hold waits for sends under way (Agent.turn).
+// 1.29–1.34 GB instead of 1.70–1.88 GB (docs/scaling.md). A held request
+// occupies the connection, so a long-polling agent sends everything from
+// one loop, each request held until its next log send is due
+// (longPollLoop).
 func newTransport(roots *x509.CertPool) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
@@ -86,34 +85,6 @@ func newTransport(roots *x509.CertPool) *http.Transport {
 	tr.MaxIdleConnsPerHost = 1
 	return tr
 }
-
-// connTurn is the turn on the agent's one connection: a lock that waiters
-// get in the order they came. With a sync.Mutex the distributed loop,
-// giving the turn back after a hold and taking it again for the next,
-// took it before a log send that was waiting, which then waited a whole
-// extra hold.
-type connTurn struct {
-	ch      chan struct{}
-	waiting atomic.Int32
-}
-
-func newConnTurn() *connTurn { return &connTurn{ch: make(chan struct{}, 1)} }
-
-func (t *connTurn) take(ctx context.Context) error {
-	t.waiting.Add(1)
-	defer t.waiting.Add(-1)
-	select {
-	case t.ch <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (t *connTurn) give() { <-t.ch }
-
-// wanted tells whether someone waits for the turn.
-func (t *connTurn) wanted() bool { return t.waiting.Load() > 0 }
 
 func (u *uplink) key() string {
 	u.mu.Lock()

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,13 +12,13 @@ import (
 	"github.com/vigilhq/vigil/osquery"
 )
 
-// A long-polling agent keeps one connection: its held read and its log
-// sends take turns on it, so each hold lasts at most logger_tls_period and
-// logs still leave about that often.
+// A long-polling agent keeps one connection: every request on it is held
+// at most until the next log send is due, so logs still leave about every
+// logger_tls_period, with a jitter.
 func TestLongPollOneConnection(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
-	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1}}))
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
 	const period = 300 * time.Millisecond
 	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
 		o.LongPoll = true
@@ -24,20 +26,26 @@ func TestLongPollOneConnection(t *testing.T) {
 		o.LoggerTLSPeriod = period
 		o.DistributedInterval = time.Hour // only the long poll can answer quickly
 	})
-	// Results are logged every second; with the read held for 20 s they
-	// would wait for it.
-	if !srv.WaitFor(10*time.Second, func() bool { return len(linesOf(srv, "u")) >= 1 && len(srv.Reads()) >= 3 }) {
+	// Results are logged every second; with requests held for 20 s they
+	// would wait for them.
+	if !srv.WaitFor(10*time.Second, func() bool { return len(linesOf(srv, "u")) >= 3 && len(srv.Reads()) >= 1 }) {
 		t.Fatalf("after 10 s: %d result lines, %d reads", len(linesOf(srv, "u")), len(srv.Reads()))
 	}
-	waits := map[int]bool{}
+	max := int(period / time.Millisecond)
 	for i, rd := range srv.Reads() {
-		waits[rd.VigilWait] = true
-		if max := int(period / time.Millisecond); rd.VigilWait > max || rd.VigilWait < max*3/4 {
-			t.Errorf("read %d asked for a %d ms hold, want %d to %d (logger_tls_period bounds LongPollWait, less a jitter)", i, rd.VigilWait, max*3/4, max)
+		if rd.VigilWait < 1 || rd.VigilWait > max {
+			t.Errorf("read %d asked for a %d ms hold, want 1 to %d (until the next log send)", i, rd.VigilWait, max)
+		}
+	}
+	waits := map[int]bool{}
+	for i, l := range srv.Logs() {
+		waits[l.VigilWait] = true
+		if l.VigilWait < max*3/4-50 || l.VigilWait > max {
+			t.Errorf("log send %d asked for a %d ms hold, want about %d to %d (a log period less a jitter)", i, l.VigilWait, max*3/4, max)
 		}
 	}
 	if len(waits) < 2 {
-		t.Errorf("every hold asked for %v ms: no jitter", waits)
+		t.Errorf("every log send asked for %v ms: no jitter", waits)
 	}
 	srv.AddQuery("q", "SELECT 1 AS one", "")
 	if !srv.WaitFor(5*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
@@ -46,6 +54,67 @@ func TestLongPollOneConnection(t *testing.T) {
 	r.stop(t)
 	if n := srv.Conns(); n != 1 {
 		t.Errorf("the agent used %d connections, want 1", n)
+	}
+}
+
+// A log send held as the next read brings the live query that came while
+// it was held: the agent answers it without a read, and sends no read
+// while it has logs to send.
+func TestLongPollLogHeldAsRead(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
+	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = 2 * time.Second // a line to send at every send
+		o.DistributedInterval = time.Hour
+	})
+	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 2 }) {
+		t.Fatalf("%d log sends after 10 s", len(srv.Logs()))
+	}
+	time.Sleep(200 * time.Millisecond) // the second send is held
+	srv.AddQuery("q", "SELECT 1 AS one", "")
+	if !srv.WaitFor(5*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
+		t.Fatal("live query not answered within 5 s")
+	}
+	r.stop(t)
+	// Config refreshes go on the connection between the others.
+	order := slices.DeleteFunc(srv.Order(), func(p string) bool { return p == osquery.PathConfig })
+	write := slices.Index(order, osquery.PathDistributedWrite)
+	if write < 1 || order[write-1] != osquery.PathLog {
+		t.Fatalf("requests in order %v (log sends %+v): the write must follow the held log send that brought its query", order, srv.Logs())
+	}
+	// (This server does not hold writes: a read follows the write.)
+	if n := slices.Index(order, osquery.PathLog); slices.Contains(order[n:write], osquery.PathDistributedRead) {
+		t.Errorf("requests in order %v: with a line to send at every send, no read is needed between sends", order)
+	}
+}
+
+// Against a server that answers log sends at once (osquery's), the agent
+// holds a read between sends, as it would without held logs.
+func TestLongPollLogsNotHeld(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	srv.SetHoldLogs(false)
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
+	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = time.Second
+		o.DistributedInterval = time.Hour
+	})
+	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 3 }) {
+		t.Fatalf("%d log sends after 10 s", len(srv.Logs()))
+	}
+	time.Sleep(200 * time.Millisecond) // a read is held
+	srv.AddQuery("q", "SELECT 1 AS one", "")
+	if !srv.WaitFor(5*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
+		t.Fatal("live query not answered within 5 s")
+	}
+	r.stop(t)
+	if n := len(srv.Reads()); n < 3 {
+		t.Errorf("%d reads for %d log sends: the agent did not hold a read after sends answered at once", n, len(srv.Logs()))
 	}
 }
 
@@ -88,61 +157,49 @@ func TestLongPollBacklogNotPaced(t *testing.T) {
 	}
 }
 
-// The answer to a live query that ends a hold goes out before a log send
-// that fell due during the hold: the send waits for the agent's turn on its
-// one connection (Agent.turn), not in the transport's queue, where it
-// would take the connection as soon as the hold ended.
-func TestLongPollAnswerBeforeWaitingLogs(t *testing.T) {
+// The answer to a live query goes out before a log send that fell due
+// while the query ran, and is not held: the send would wait for the hold.
+func TestLongPollAnswerBeforeDueLog(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
+	const period = 100 * time.Millisecond
 	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
 		o.LongPoll = true
 		o.LongPollWait = 20 * time.Second
-		o.LoggerTLSPeriod = time.Hour // holds of 20 s; only the test ships
+		o.LoggerTLSPeriod = period
 		o.DistributedInterval = time.Hour
 	})
-	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Reads()) >= 1 }) {
-		t.Fatal("no read within 10 s")
-	}
-	time.Sleep(100 * time.Millisecond) // the read is held
-	line := `{"name":"waiting","hostIdentifier":"h","calendarTime":"Mon Jan  1 00:00:00 2024 UTC","unixTime":1704067200,"epoch":0,"counter":0,"numerics":false,"columns":{"a":"1"},"action":"added"}`
-	if _, err := r.a.results.Append([]byte(line)); err != nil {
-		t.Fatal(err)
-	}
-	shipped := make(chan error, 1)
-	go func() { shipped <- r.a.shipOnce(context.Background()) }()
-	select {
-	case err := <-shipped:
-		t.Fatalf("the log send did not wait for the held read (err %v)", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	srv.AddQuery("q", "SELECT 1 AS one", "")
-	select {
-	case err := <-shipped:
-		if err != nil {
+	// A query that runs longer than the log period, so that a send falls
+	// due while it runs.
+	slow := "SELECT count(*) AS n FROM (" + wideRows(100_000, 1) + ")"
+	for {
+		start := time.Now()
+		if _, err := r.a.Engine().Query(context.Background(), slow); err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the waiting log send did not leave within 10 s of the hold's end")
-	}
-	if n := len(linesOf(srv, "waiting")); n != 1 {
-		t.Fatalf("the server got %d of the waiting line", n)
-	}
-	order := srv.Order()
-	write, lastLog := -1, -1
-	for i, p := range order {
-		switch {
-		case p == osquery.PathDistributedWrite && write < 0:
-			write = i
-		case p == osquery.PathLog:
-			lastLog = i
+		if time.Since(start) > 3*period {
+			break
 		}
+		slow = strings.Replace(slow, "x < ", "x < 4 * ", 1)
 	}
-	if write < 0 || write > lastLog {
-		t.Fatalf("requests in order %v: the answer (distributed/write) must come before the log send that waited", order)
+	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 1 }) {
+		t.Fatal("no log send within 10 s")
 	}
-	// The write was not held as the next read: the log send was waiting.
-	if w := srv.Writes(); len(w) != 1 || w[0].VigilWait != 0 {
-		t.Fatalf("writes %+v: want one, not held (vigil_wait_ms 0) while a log send waits", w)
+	srv.AddQuery("q", slow, "")
+	if !srv.WaitFor(30*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
+		t.Fatal("the slow live query not answered within 30 s")
+	}
+	if !srv.WaitFor(10*time.Second, func() bool { return len(linesOf(srv, "u")) >= 3 }) {
+		t.Fatal("logging stopped after the live query")
+	}
+	r.stop(t)
+	order := srv.Order()
+	write := slices.Index(order, osquery.PathDistributedWrite)
+	if write < 0 || !slices.Contains(order[write:], osquery.PathLog) {
+		t.Fatalf("requests in order %v: want the write, then log sends", order)
+	}
+	if w := srv.Writes()[0]; w.VigilWait != 0 {
+		t.Errorf("the write asked for a %d ms hold while a log send was due", w.VigilWait)
 	}
 }

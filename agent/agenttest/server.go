@@ -46,6 +46,10 @@ type Server struct {
 	authHdrs  []string
 	conns     map[string]bool // client addresses of node requests
 	order     []string        // paths of node requests, as they came
+	logs      []osquery.LogRequest
+	// plainLogs: log sends are answered at once, as osquery servers do,
+	// even when the agent asks for a hold (SetHoldLogs).
+	plainLogs bool
 }
 
 // NewServer starts a TLS server requiring secret at enrollment.
@@ -171,20 +175,32 @@ func (s *Server) logH(w http.ResponseWriter, r *http.Request, body []byte) {
 		http.Error(w, "unknown log_type "+strconv.Quote(lr.LogType), http.StatusBadRequest)
 		return
 	}
+	s.logs = append(s.logs, osquery.LogRequest{LogType: lr.LogType, VigilWait: lr.VigilWait})
 	s.broadcast()
+	if lr.VigilWait > 0 && !s.plainLogs {
+		// As Vigil's server: the status says the lines are in, then the
+		// request is held as the next read.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		s.hold(r, lr.VigilWait)
+		var q map[string]string
+		if len(s.discovery) == 0 {
+			// The answer has no room for discovery queries: those are
+			// left for the read that follows an early end.
+			q, s.pending = s.pending, map[string]string{}
+		}
+		json.NewEncoder(w).Encode(osquery.LogResponse{Queries: q, VigilHeld: true})
+		return
+	}
 	writeJSON(w, map[string]bool{"node_invalid": false})
 }
 
-func (s *Server) readH(w http.ResponseWriter, r *http.Request, body []byte) {
-	var nr osquery.NodeRequest
-	_ = json.Unmarshal(body, &nr)
-	s.mu.Lock()
-	s.reads = append(s.reads, nr)
-	s.broadcast()
-	if nr.VigilWait > 0 && len(s.pending) == 0 {
-		// Long poll: hold the request until a query is added or the wait
-		// the agent asked for has passed.
-		deadline := time.Now().Add(time.Duration(nr.VigilWait) * time.Millisecond)
+// hold waits, with s.mu held, until a query is pending or waitMS has
+// passed.
+func (s *Server) hold(r *http.Request, waitMS int) {
+	if len(s.pending) == 0 {
+		deadline := time.Now().Add(time.Duration(waitMS) * time.Millisecond)
 		wake := func() {
 			s.mu.Lock()
 			s.broadcast()
@@ -197,6 +213,19 @@ func (s *Server) readH(w http.ResponseWriter, r *http.Request, body []byte) {
 			s.changed.Wait()
 		}
 		t.Stop()
+	}
+}
+
+func (s *Server) readH(w http.ResponseWriter, r *http.Request, body []byte) {
+	var nr osquery.NodeRequest
+	_ = json.Unmarshal(body, &nr)
+	s.mu.Lock()
+	s.reads = append(s.reads, nr)
+	s.broadcast()
+	if nr.VigilWait > 0 {
+		// Long poll: hold the request until a query is added or the wait
+		// the agent asked for has passed.
+		s.hold(r, nr.VigilWait)
 	}
 	resp := osquery.DistributedReadResponse{Queries: s.pending, Discovery: s.discovery}
 	s.pending, s.discovery = map[string]string{}, map[string]string{}
@@ -227,6 +256,23 @@ func (s *Server) SetConfig(c []byte) {
 	s.mu.Lock()
 	s.config = append([]byte(nil), c...)
 	s.mu.Unlock()
+}
+
+// SetHoldLogs says whether log sends asking for a hold (vigil_wait_ms)
+// are held as the next read, as Vigil's server does (the default), or
+// answered at once, as osquery servers do.
+func (s *Server) SetHoldLogs(hold bool) {
+	s.mu.Lock()
+	s.plainLogs = !hold
+	s.mu.Unlock()
+}
+
+// Logs are the log sends so far, without their lines (LogType and
+// VigilWait).
+func (s *Server) Logs() []osquery.LogRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]osquery.LogRequest(nil), s.logs...)
 }
 
 // RevokeNodeKeys forgets every node key: the next request of each agent is
