@@ -11,6 +11,12 @@ import (
 	"github.com/vigilhq/vigil/osquery"
 )
 
+// otherHost enrolls another long-polling host, n naming it.
+func otherHost(e *env, n int) (string, vigil.Host) {
+	return e.enroll("enroll_vigil.json", "laptop-7", fmt.Sprintf("laptop-%d", 100+n),
+		"9d1b6e2a-7d4f-4a61-9a77-0c2f5b8e1d33", fmt.Sprintf("9d1b6e2a-7d4f-4a61-9a77-0c2f5b8e%04d", n))
+}
+
 func logBody(key string, waitMS int) []byte {
 	b, _ := json.Marshal(osquery.LogRequest{NodeKey: key, LogType: osquery.LogTypeResult,
 		Data: []json.RawMessage{json.RawMessage(`{"name":"q","action":"added","columns":{"a":"1"}}`)}, VigilWait: waitMS})
@@ -65,4 +71,76 @@ func TestLogHeldAsRead(t *testing.T) {
 			t.Fatalf("refused log: %d %s, want 503 at once", r.status, r.body)
 		}
 	})
+}
+
+// A parked hold whose time runs out while a live query's priority window
+// is open lasts until the window closes; a query for its host still
+// wakes it at once.
+func TestHoldEndDeferredToWindow(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = time.Hour })
+	ctx := context.Background()
+	// A query to a held host that does not answer yet keeps the window open.
+	keyA, a := e.enroll("enroll_vigil.json")
+	go e.readQueries(ctx, keyA, 30_000)
+	waitFor(t, "a's read is held", func() bool { return e.srv.notify.held(a.ID) })
+	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	win := e.srv.Yield()
+	if win == nil {
+		t.Fatal("no window")
+	}
+
+	keyB, _ := otherHost(e, 1)
+	keyC, hc := otherHost(e, 2)
+	ended := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(ctx, keyB, 50)
+		ended <- q
+	}()
+	woken := make(chan map[string]string, 1)
+	go func() {
+		q, _ := e.readQueries(ctx, keyC, 50)
+		woken <- q
+	}()
+	waitStats(t, e, "both holds' time ran out", func(s Stats) bool { return s.HoldsExtended == 2 })
+	select {
+	case q := <-ended:
+		t.Fatalf("a hold of 50ms ended (%v) inside the window", q)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	c2, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{hc.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case q := <-woken:
+		if q[c2.ID] != "SELECT 2" {
+			t.Fatalf("extended hold woken with %v", q)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an extended hold was not woken by a query for its host")
+	}
+
+	// Both campaigns answered: the window closes, and the hold with it.
+	for _, w := range []struct{ key, id string }{{keyA, c.ID}, {keyC, c2.ID}} {
+		wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: w.key,
+			Queries: map[string][]map[string]string{w.id: {{"1": "1"}}}, Statuses: map[string]osquery.Int{w.id: 0}})
+		go e.post(osquery.PathDistributedWrite, wb)
+	}
+	select {
+	case <-win:
+	case <-time.After(10 * time.Second):
+		t.Fatal("window still open 10 s after both answers")
+	}
+	select {
+	case q := <-ended:
+		if len(q) != 0 {
+			t.Fatalf("extended hold ended with %v", q)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the extended hold did not end within 5 s of the window closing")
+	}
 }

@@ -107,7 +107,7 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 		return true
 	}
 	p.mu.Lock()
-	p.timer = time.AfterFunc(holdFor(waitMS), func() { p.run(runEnd) })
+	p.timer = time.AfterFunc(holdFor(waitMS), p.timerEnd)
 	p.mu.Unlock()
 	p.run(runParked)
 	return true
@@ -147,6 +147,19 @@ func (p *parkedHold) run(mode runMode) {
 	}
 	p.s.parked.remove(p)
 	p.finish(q, err)
+}
+
+// timerEnd ends the hold when its time is up, unless a live query's
+// priority window is open: the hold then lasts until the window closes
+// (deferEnd). A host whose hold ends sends what it kept for then, its
+// logs above all (Vigil's agent holds until its next log send), and the
+// hosts still answering the query need the cores; a host owing an
+// answer here was woken already.
+func (p *parkedHold) timerEnd() {
+	if p.s.deferEnd(p) {
+		return
+	}
+	p.run(runEnd)
 }
 
 func (p *parkedHold) look() (map[string]string, error) {

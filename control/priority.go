@@ -27,6 +27,9 @@ type priority struct {
 	ch     chan struct{}   // closed when the window ends; nil outside one
 	opened time.Time       // when ch was made
 	timer  *time.Timer
+	// deferred are parked holds whose time ran out in the window; they
+	// end when it closes (deferEnd).
+	deferred []*parkedHold
 }
 
 // Yield is ingest's Options.Yield: nil outside a window, else a channel
@@ -104,12 +107,13 @@ func (s *Server) donePriority(id string) {
 	}
 }
 
-// closePriority ends the window ch, unless a newer window replaced it.
+// closePriority ends the window ch, unless a newer window replaced it,
+// and the holds deferred to its end.
 func (s *Server) closePriority(ch chan struct{}) {
 	p := &s.prio
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.ch != ch || ch == nil {
+		p.mu.Unlock()
 		return
 	}
 	close(ch)
@@ -118,4 +122,26 @@ func (s *Server) closePriority(ch chan struct{}) {
 		p.timer.Stop()
 		p.timer = nil
 	}
+	deferred := p.deferred
+	p.deferred = nil
+	p.mu.Unlock()
+	// On the wake workers, not a goroutine each: thousands end at once.
+	for _, h := range deferred {
+		s.wakes.push(func() { h.run(runEnd) })
+	}
+}
+
+// deferEnd puts off the end of parked hold h until the window closes, and
+// reports whether it did: not outside a window, nor once the server is
+// closing. A query for the host meanwhile still wakes it at once.
+func (s *Server) deferEnd(h *parkedHold) bool {
+	p := &s.prio
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil || s.closing() {
+		return false
+	}
+	p.deferred = append(p.deferred, h)
+	s.stats.holdsExtended.Add(1)
+	return true
 }

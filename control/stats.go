@@ -18,6 +18,7 @@ type Stats struct {
 	HeldReads        int64 `json:"held_reads"`        // distributed/read held open now
 	ParkedHolds      int64 `json:"parked_holds"`      // of those, parked off net/http (park.go)
 	IdleConns        int64 `json:"idle_conns"`        // connections waiting off net/http between requests (idle.go)
+	HoldsExtended    int64 `json:"holds_extended"`    // parked holds whose end waited for a live query's priority window
 	QueriesDelivered int64 `json:"queries_delivered"` // live queries handed to hosts
 	ResultsRecorded  int64 `json:"results_recorded"`  // host answers stored
 	CampaignsStarted int64 `json:"campaigns_started"` //
@@ -28,7 +29,7 @@ type counters struct {
 	enrollments, enrollRefused, unknownNodeKeys, badRequests    atomic.Int64
 	logRequests, logLines, logUnavailable, logErrors, heldReads atomic.Int64
 	queriesDelivered, resultsRecorded, campaignsStarted         atomic.Int64
-	carveBlocks, parkedHolds, idleConns                         atomic.Int64
+	carveBlocks, parkedHolds, idleConns, holdsExtended          atomic.Int64
 }
 
 // Stats returns the counters now.
@@ -38,7 +39,7 @@ func (s *Server) Stats() Stats {
 		Enrollments: c.enrollments.Load(), EnrollRefused: c.enrollRefused.Load(), UnknownNodeKeys: c.unknownNodeKeys.Load(),
 		BadRequests: c.badRequests.Load(), LogRequests: c.logRequests.Load(), LogLines: c.logLines.Load(),
 		LogUnavailable: c.logUnavailable.Load(), LogErrors: c.logErrors.Load(), HeldReads: c.heldReads.Load(), ParkedHolds: c.parkedHolds.Load(),
-		IdleConns:        c.idleConns.Load(),
+		IdleConns: c.idleConns.Load(), HoldsExtended: c.holdsExtended.Load(),
 		QueriesDelivered: c.queriesDelivered.Load(), ResultsRecorded: c.resultsRecorded.Load(),
 		CampaignsStarted: c.campaignsStarted.Load(), CarveBlocks: c.carveBlocks.Load(),
 	}

@@ -152,6 +152,7 @@ var (
 	agentHeldReads   = gauge("vigil_agent_held_reads", "distributed/read requests held open now (agents waiting for live queries).")
 	agentParked      = gauge("vigil_agent_parked_holds", "Of the held requests, those whose HTTP/1.1 connection is parked (waiting without a goroutine).")
 	agentIdle        = gauge("vigil_agent_idle_conns", "Agent connections waiting between requests off net/http (a small goroutine, no buffers).")
+	agentExtended    = counter("vigil_agent_holds_extended_total", "Parked holds whose end waited for a live query's priority window to close.")
 	liveDelivered    = counter("vigil_live_queries_delivered_total", "Live queries handed to hosts.")
 	liveResults      = counter("vigil_live_query_results_total", "Host answers to live queries recorded.")
 	liveCampaigns    = counter("vigil_live_query_campaigns_total", "Live-query campaigns started.")
@@ -169,7 +170,7 @@ var (
 var all = []desc{ingestLines, ingestRejected, ingestAppended, ingestRows, ingestEvents, ingestUnavail, ingestStoreRej, ingestYielded,
 	ingestLastAppend, walPending, walSegments, walRecords, walCommits, walBytes, walFull, storeHead, detectLag,
 	ruleMatches, ruleAlerts, ruleDeduped, ruleSuppressed, ruleFailures, agentsDesc, agentDrops, agentEnroll, agentRefused,
-	agentBadKeys, agentLogReqs, agentLogLines, agentHeldReads, agentParked, agentIdle, liveDelivered, liveResults, liveCampaigns,
+	agentBadKeys, agentLogReqs, agentLogLines, agentHeldReads, agentParked, agentIdle, agentExtended, liveDelivered, liveResults, liveCampaigns,
 	outSent, outAttempts, outFailures, outDead, outQueued, storeSize, storeRows, storeViews, storeViewsRef}
 
 type collector struct{ m *Metrics }
@@ -237,6 +238,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(agentHeldReads, float64(s.HeldReads))
 		emit(agentParked, float64(s.ParkedHolds))
 		emit(agentIdle, float64(s.IdleConns))
+		emit(agentExtended, float64(s.HoldsExtended))
 		emit(liveDelivered, float64(s.QueriesDelivered))
 		emit(liveResults, float64(s.ResultsRecorded))
 		emit(liveCampaigns, float64(s.CampaignsStarted))

@@ -74,7 +74,7 @@ func TestMetricsReportEveryLayer(t *testing.T) {
 				RowsAppended: 9, LastAppended: time.Unix(1700000000, 0), WAL: &wal.Stats{Pending: 4096, Segments: 2, Commits: 5}}
 		},
 		Control: func() control.Stats {
-			return control.Stats{Enrollments: 4, LogLines: 50, HeldReads: 2, ParkedHolds: 1, CampaignsStarted: 1}
+			return control.Stats{Enrollments: 4, LogLines: 50, HeldReads: 2, ParkedHolds: 1, HoldsExtended: 6, CampaignsStarted: 1}
 		},
 		Rules: func() []detect.RuleStats {
 			return []detect.RuleStats{{RuleID: "r1", Level: "high", Matches: 7, Alerts: 3, Deduped: 2, Suppressed: 2, Failures: 1}}
@@ -120,6 +120,7 @@ func TestMetricsReportEveryLayer(t *testing.T) {
 		{"vigil_agents", []string{"state", "offline"}, 2},
 		{"vigil_agent_held_reads", nil, 2},
 		{"vigil_agent_parked_holds", nil, 1},
+		{"vigil_agent_holds_extended_total", nil, 6},
 		{"vigil_agent_dropped_events", []string{"source", "audit"}, 12},
 		{"vigil_live_query_campaigns_total", nil, 1},
 		{"vigil_output_dead_letters_total", []string{"output", "soc"}, 1},
