@@ -97,6 +97,7 @@ func (s *Server) startCampaign(ctx context.Context, actor string, sql string, ta
 	if len(hosts) == 0 {
 		return Campaign{}, nil, fmt.Errorf("control: no target host (name hosts, or all with at least one enrolled): %w", vigil.ErrInvalid)
 	}
+	listed := time.Now()
 	now := s.now()
 	c := Campaign{SQL: sql, Actor: actor, CreatedAt: now, Deadline: now.Add(s.opts.QueryTimeout)}
 	targets := make([]string, 0, len(hosts))
@@ -118,7 +119,9 @@ func (s *Server) startCampaign(ctx context.Context, actor string, sql string, ta
 		sub = s.hub.subscribe(c)
 	}
 	id := c.ID
+	creating := time.Now()
 	c, err = s.db.CreateCampaign(ctx, c, audit)
+	created := time.Now()
 	if err != nil {
 		if sub != nil {
 			s.hub.unsubscribe(id, sub)()
@@ -144,7 +147,8 @@ func (s *Server) startCampaign(ctx context.Context, actor string, sql string, ta
 		}
 	}
 	s.logger.Info("live query started", "campaign", c.ID, "actor", actor, "hosts", len(c.Hosts), "pending", c.Summary.Pending,
-		"held", len(held), "setup", time.Since(start).Round(time.Millisecond))
+		"held", len(held), "setup", time.Since(start).Round(time.Millisecond),
+		"listing", listed.Sub(start).Round(time.Millisecond), "creating", created.Sub(creating).Round(time.Millisecond))
 	s.local.add(c.ID, c.SQL, c.Deadline, held)
 	if len(held) > 0 {
 		// Their answers come within moments: give them the cores.
