@@ -374,6 +374,9 @@ func (e *Engine) RunOnce(ctx context.Context) (int, error) {
 			n, matches, err = e.runRule(ctx, c, head(c.query.Table))
 		}
 		total += n
+		if err != nil && ctx.Err() != nil {
+			return total, ctx.Err() // stopping: not the rule's failure
+		}
 		var qe *queryError
 		failed := errors.As(err, &qe)
 		e.recordRun(c.rule, start, time.Since(start), matches, failed)

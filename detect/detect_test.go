@@ -403,3 +403,41 @@ correlation:
 		t.Fatalf("%d alerts without new events, want 0", got)
 	}
 }
+
+// cancellingQuerier cancels the run when it meets marker, as a server
+// stopping mid-run does, and fails that query as the store then does.
+type cancellingQuerier struct {
+	store.Querier
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c cancellingQuerier) Query(ctx context.Context, q string, args ...any) (*store.Rows, error) {
+	if strings.Contains(q, c.marker) {
+		c.cancel()
+		return nil, fmt.Errorf("INTERRUPT Error: Interrupted!: %w", ctx.Err())
+	}
+	return c.Querier.Query(ctx, q, args...)
+}
+
+// A run stopped mid-way returns the context's error; the rule whose query
+// the stop interrupted is not counted as failing.
+func TestEngineStopIsNotARuleFailure(t *testing.T) {
+	db := duckdbtest.Open(t)
+	tbl, _ := schema.Lookup("process_creation")
+	db.CreateTable(t, tbl)
+	db.Insert(t, "process_creation", map[string]any{"event_id": "ev-1", "host_id": "host-1", "hostname": "web-1",
+		"event_time": time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC), "process_command_line": "failme"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng := detect.New(detect.Options{Querier: cancellingQuerier{db, "failme", cancel}, Dialect: store.DuckDB, State: newFakeState()})
+	eng.Load(testRules, "rules")
+	if _, err := eng.RunOnce(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RunOnce returned %v, want context.Canceled", err)
+	}
+	for _, s := range eng.Stats() {
+		if s.Failures != 0 {
+			t.Errorf("rule %s counted %d failures for a stopped run", s.RuleID, s.Failures)
+		}
+	}
+}
