@@ -42,7 +42,8 @@ type Options struct {
 	Agents       int           // simulated agents; default 100
 	Duration     time.Duration // how long to run after enrolling; default 30 s
 	// LogInterval is how often each agent sends a result log request,
-	// with LinesPerLog lines; defaults 10 s and 20.
+	// with LinesPerLog lines; defaults 4 s (osquery's logger_tls_period)
+	// and 8 (2 lines a second per agent).
 	LogInterval time.Duration
 	LinesPerLog int
 	// LongPoll makes agents announce the long-poll capability and hold
@@ -152,10 +153,10 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		opts.Duration = 30 * time.Second
 	}
 	if opts.LogInterval <= 0 {
-		opts.LogInterval = 10 * time.Second
+		opts.LogInterval = 4 * time.Second
 	}
 	if opts.LinesPerLog <= 0 {
-		opts.LinesPerLog = 20
+		opts.LinesPerLog = 8
 	}
 	if opts.ReadInterval <= 0 {
 		opts.ReadInterval = 10 * time.Second
