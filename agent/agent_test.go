@@ -167,7 +167,7 @@ func TestEnrollmentAndNodeKeyReuse(t *testing.T) {
 			t.Errorf("host_details[%s] empty", k)
 		}
 	}
-	if v := e.HostDetails["vigil"]; v["capability"] != "1" || v["long_poll"] != "true" {
+	if v := e.HostDetails["vigil"]; v["capability"] != "2" || v["long_poll"] != "true" {
 		t.Errorf("host_details[vigil] = %v", v)
 	}
 	st, err := os.Stat(filepath.Join(dir, nodeKeyFile))

@@ -65,20 +65,18 @@ func (a *Agent) holdMS(until time.Time) int {
 // agent asks for the read, and the write, to be held until its next log
 // send is due (until). It returns how many queries it answered.
 func (a *Agent) distributedOnce(ctx context.Context, until time.Time) (int, error) {
-	rctx := ctx
-	if a.opts.LongPoll {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, time.Duration(a.holdMS(until))*time.Millisecond+30*time.Second)
-		defer cancel()
-	}
 	var rd osquery.DistributedReadResponse
 	if a.heldNext != nil {
 		// The last held request came back with these.
 		rd.Queries, a.heldNext = a.heldNext, nil
 	} else {
-		wait := a.holdMS(until)
+		rctx := ctx
+		wait := 0
 		if a.opts.LongPoll {
-			wait = max(wait, 1)
+			wait = max(a.holdMS(until), 1)
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(ctx, time.Duration(wait)*time.Millisecond+30*time.Second)
+			defer cancel()
 		}
 		err := a.client.call(rctx, osquery.PathDistributedRead, func(k string) any {
 			return osquery.NodeRequest{NodeKey: k, VigilWait: wait}
@@ -91,21 +89,33 @@ func (a *Agent) distributedOnce(ctx context.Context, until time.Time) (int, erro
 		return 0, nil
 	}
 	w := a.runDistributed(ctx, rd)
-	// A Vigil server holds the write as the next read (one request per
-	// query instead of two); osquery servers ignore vigil_wait_ms and
-	// answer {}, and the next poll reads as before. Not when a log send
-	// is due: it goes first.
-	w.VigilWait = a.holdMS(until)
-	var wr osquery.DistributedWriteResponse
-	err := a.client.call(rctx, osquery.PathDistributedWrite, func(k string) any {
+	body := func(k string) any {
 		w.NodeKey = k
 		return w
-	}, &wr)
+	}
+	if a.holdMS(until) == 0 {
+		// Not held: osquery's protocol, or a log send is due and goes
+		// first.
+		if err := a.client.call(ctx, osquery.PathDistributedWrite, body, nil); err != nil {
+			return 0, err
+		}
+		return len(rd.Queries), nil
+	}
+	// A Vigil server holds the write as the next read (one request per
+	// query instead of two); osquery servers ignore vigil_wait_ms and
+	// answer {}, and the next poll reads as before. Its own clock: the
+	// queries may have run for long.
+	wctx, cancel := context.WithTimeout(ctx, time.Until(until)+30*time.Second)
+	defer cancel()
+	q, err := a.client.callHeld(wctx, osquery.PathDistributedWrite, func(k string) any {
+		w.VigilWait = max(a.holdMS(until), 1)
+		return body(k)
+	}, func() error { return nil })
 	if err != nil {
 		return 0, err
 	}
-	if wr.VigilHeld && len(wr.Queries) > 0 {
-		a.heldNext = wr.Queries
+	if len(q) > 0 {
+		a.heldNext = q
 	}
 	return len(rd.Queries), nil
 }

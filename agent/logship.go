@@ -98,8 +98,9 @@ func (a *Agent) maxResultBytes() int {
 // shipOnce sends everything spooled (results first, then status), in
 // batches of at most logger_tls_max_lines. A long-polling agent asks for
 // the last batch to be held as its next read until its next send is due
-// (until); a Vigil server holds it (the queries that came wait in
-// heldNext), an osquery server answers {} at once.
+// (until): a Vigil server holds it once the lines are durable (the
+// queries that came wait in heldNext); an osquery server answers {} at
+// once. Lines leave the spool once the server has them.
 func (a *Agent) shipOnce(ctx context.Context, until time.Time) error {
 	if err := a.status.Sync(); err != nil {
 		a.baseLog.Warn("syncing status spool", "err", err)
@@ -120,37 +121,47 @@ func (a *Agent) shipOnce(ctx context.Context, until time.Time) error {
 			for i, r := range recs {
 				data[i] = r.Data
 			}
-			wait := 0
-			if s.sp.Len() == len(recs) && (s.logType == osquery.LogTypeStatus || a.status.Len() == 0) {
-				wait = a.holdMS(until) // the last batch
-			}
-			rctx := ctx
-			if wait > 0 {
-				var cancel context.CancelFunc
-				rctx, cancel = context.WithTimeout(ctx, time.Duration(wait)*time.Millisecond+requestTimeout)
-				defer cancel()
-			}
-			var resp osquery.LogResponse
-			err = a.client.call(rctx, osquery.PathLog, func(k string) any {
-				return osquery.LogRequest{NodeKey: k, LogType: s.logType, Data: data, VigilWait: wait}
-			}, &resp)
-			if err != nil {
-				return err
-			}
-			if err := s.sp.Ack(recs[len(recs)-1].Seq); err != nil {
-				return fmt.Errorf("acknowledging %s spool: %w", s.logType, err)
-			}
-			if resp.VigilHeld {
-				// Held until the next send was due: lines spooled
-				// meanwhile go with that one, held in its turn.
-				if len(resp.Queries) > 0 {
-					a.heldNext = resp.Queries
+			ack := func() error {
+				if err := s.sp.Ack(recs[len(recs)-1].Seq); err != nil {
+					return fmt.Errorf("acknowledging %s spool: %w", s.logType, err)
 				}
 				return nil
 			}
+			last := s.sp.Len() == len(recs) && (s.logType == osquery.LogTypeStatus || a.status.Len() == 0)
+			if !last || a.holdMS(until) == 0 {
+				err := a.client.call(ctx, osquery.PathLog, func(k string) any {
+					return osquery.LogRequest{NodeKey: k, LogType: s.logType, Data: data}
+				}, nil)
+				if err == nil {
+					err = ack()
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			// The last batch, held until the next send is due: lines
+			// spooled meanwhile go with that one.
+			return a.shipHeld(ctx, until, osquery.LogRequest{LogType: s.logType, Data: data}, ack)
 		}
 	}
 	return nil
+}
+
+// shipHeld sends a long-polling agent's last batch of a send, asking for
+// it to be held as its next read until until; ack runs once the server
+// has the lines.
+func (a *Agent) shipHeld(ctx context.Context, until time.Time, req osquery.LogRequest, ack func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Until(until)+requestTimeout)
+	defer cancel()
+	q, err := a.client.callHeld(ctx, osquery.PathLog, func(k string) any {
+		req.NodeKey, req.VigilWait = k, max(a.holdMS(until), 1)
+		return req
+	}, ack)
+	if len(q) > 0 {
+		a.heldNext = q
+	}
+	return err
 }
 
 // fileLoggerLoop is the filesystem logger used without a server: it moves

@@ -179,13 +179,7 @@ func (u *uplink) call(ctx context.Context, path string, body func(nodeKey string
 		key := u.key()
 		err := u.do(ctx, path, key, body(key), out)
 		if errors.Is(err, errNodeInvalid) && attempt == 0 {
-			u.a.log.Warn("node key rejected; enrolling again", "path", path)
-			u.mu.Lock()
-			if u.nodeKey == key {
-				u.nodeKey = ""
-			}
-			u.mu.Unlock()
-			if err := u.enrollRetry(ctx, key); err != nil {
+			if err := u.reenroll(ctx, path, key); err != nil {
 				return err
 			}
 			continue
@@ -194,13 +188,63 @@ func (u *uplink) call(ctx context.Context, path string, body func(nodeKey string
 	}
 }
 
+// reenroll drops the node key the server refused on path and enrolls
+// again.
+func (u *uplink) reenroll(ctx context.Context, path, key string) error {
+	u.a.log.Warn("node key rejected; enrolling again", "path", path)
+	u.mu.Lock()
+	if u.nodeKey == key {
+		u.nodeKey = ""
+	}
+	u.mu.Unlock()
+	return u.enrollRetry(ctx, key)
+}
+
+// callHeld posts a log or distributed/write that asks to be held as the
+// next read (vigil_wait_ms), as call does. recorded is called once the
+// server has the request: when a status carrying osquery.HeaderHeld
+// comes, before the hold ends (what becomes of the hold, an agent
+// stopping or a connection lost, does not undo it), or after a plain 2xx
+// answer (a server that does not hold). It returns the queries the hold
+// brought.
+func (u *uplink) callHeld(ctx context.Context, path string, body func(nodeKey string) any, recorded func() error) (map[string]string, error) {
+	for attempt := 0; ; attempt++ {
+		key := u.key()
+		resp, err := u.post(ctx, path, key, body(key))
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode/100 == 2 && resp.Header.Get(osquery.HeaderHeld) != "" {
+			defer resp.Body.Close()
+			if err := recorded(); err != nil {
+				return nil, err
+			}
+			var held osquery.DistributedWriteResponse
+			if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&held); err != nil {
+				// Recorded all the same; the next read asks again.
+				u.a.baseLog.Warn("a held request ended without its answer", "path", path, "err", err)
+				return nil, nil
+			}
+			return held.Queries, nil
+		}
+		err = u.answer(path, resp, nil)
+		resp.Body.Close()
+		if errors.Is(err, errNodeInvalid) && attempt == 0 {
+			if err := u.reenroll(ctx, path, key); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, recorded()
+	}
+}
+
 // do posts one JSON request and decodes the answer. Every answer may carry
 // node_invalid, which becomes errNodeInvalid.
 func (u *uplink) do(ctx context.Context, path, nodeKey string, body, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("encode %s request: %w", path, err)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		// A server that accepts the connection and never answers must not
 		// stall the loop that called.
@@ -208,9 +252,24 @@ func (u *uplink) do(ctx context.Context, path, nodeKey string, body, out any) er
 		ctx, cancel = context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 	}
+	resp, err := u.post(ctx, path, nodeKey, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return u.answer(path, resp, out)
+}
+
+// post sends one JSON request and returns the response, whose body the
+// caller closes.
+func (u *uplink) post(ctx context.Context, path, nodeKey string, body any) (*http.Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s request: %w", path, err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.base+path, bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -220,9 +279,15 @@ func (u *uplink) do(ctx context.Context, path, nodeKey string, body, out any) er
 	}
 	resp, err := u.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	defer resp.Body.Close()
+	return resp, nil
+}
+
+// answer reads and checks a response: a non-2xx status is an httpError
+// (with Retry-After), node_invalid is errNodeInvalid, and out, if not nil,
+// gets the body decoded.
+func (u *uplink) answer(path string, resp *http.Response, out any) error {
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("%s: read answer: %w", path, err)

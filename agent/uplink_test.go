@@ -70,10 +70,9 @@ func TestLongPollLogHeldAsRead(t *testing.T) {
 		o.LoggerTLSPeriod = 2 * time.Second // a line to send at every send
 		o.DistributedInterval = time.Hour
 	})
-	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 2 }) {
-		t.Fatalf("%d log sends after 10 s", len(srv.Logs()))
+	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 2 && heldLog(srv) }) {
+		t.Fatalf("%d log sends after 10 s, none held", len(srv.Logs()))
 	}
-	time.Sleep(200 * time.Millisecond) // the second send is held
 	srv.AddQuery("q", "SELECT 1 AS one", "")
 	if !srv.WaitFor(5*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
 		t.Fatal("live query not answered within 5 s")
@@ -88,6 +87,44 @@ func TestLongPollLogHeldAsRead(t *testing.T) {
 	// (This server does not hold writes: a read follows the write.)
 	if n := slices.Index(order, osquery.PathLog); slices.Contains(order[n:write], osquery.PathDistributedRead) {
 		t.Errorf("requests in order %v: with a line to send at every send, no read is needed between sends", order)
+	}
+}
+
+// heldLog tells whether the server holds the agent's last request and it
+// is a log send.
+func heldLog(srv *agenttest.Server) bool {
+	order := slices.DeleteFunc(srv.Order(), func(p string) bool { return p == osquery.PathConfig })
+	return srv.Holding() == 1 && len(order) > 0 && order[len(order)-1] == osquery.PathLog
+}
+
+// The lines of a held log send leave the spool when its status comes, not
+// when the hold ends: an agent stopped during the hold does not send them
+// again.
+func TestLongPollHeldLogNotResent(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
+	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = 10 * time.Second // the held send outlasts the test
+		o.DistributedInterval = time.Hour
+	})
+	if !srv.WaitFor(20*time.Second, func() bool { return heldLog(srv) }) {
+		t.Fatalf("no held log send within 20 s (log sends %+v)", srv.Logs())
+	}
+	r.stop(t)
+	seen := map[string]int{}
+	for _, l := range srv.RawResults() {
+		seen[string(l)]++
+	}
+	for l, n := range seen {
+		if n > 1 {
+			t.Errorf("line sent %d times: %.120s", n, l)
+		}
+	}
+	if len(seen) == 0 {
+		t.Fatal("no result line reached the server")
 	}
 }
 

@@ -419,6 +419,7 @@ func (s *Server) holdAsRead(w http.ResponseWriter, r *http.Request, h vigil.Host
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(osquery.HeaderHeld, "1")
 	w.WriteHeader(http.StatusOK)
 	http.NewResponseController(w).Flush()
 	queries, err := s.hold(w, r, h, waitMS)

@@ -1,9 +1,12 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -30,15 +33,27 @@ func logBody(key string, waitMS int) []byte {
 func TestLogHeldAsRead(t *testing.T) {
 	holdModes(t, func(t *testing.T, e *env) {
 		key, h := e.enroll("enroll_vigil.json")
-		got := make(chan response, 1)
-		go func() { got <- e.post(osquery.PathLog, logBody(key, 30_000)) }()
-		waitStats(t, e, "log held", func(s Stats) bool { return s.HeldReads == 1 })
-		if n := len(e.sink.Calls()); n != 1 {
-			t.Fatalf("%d sink calls while the log is held, want its lines in before the hold", n)
+		req, _ := http.NewRequest("POST", e.http.URL+osquery.PathLog, bytes.NewReader(logBody(key, 30_000)))
+		resp, err := e.client.Do(req) // returns with the status, the hold still on
+		if err != nil {
+			t.Fatal(err)
 		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get(osquery.HeaderHeld) != "1" {
+			t.Fatalf("held log's status %d, headers %v: want 200 with %s before the hold ends", resp.StatusCode, resp.Header, osquery.HeaderHeld)
+		}
+		if n := len(e.sink.Calls()); n != 1 {
+			t.Fatalf("%d sink calls once the status came, want the lines in", n)
+		}
+		waitStats(t, e, "log held", func(s Stats) bool { return s.HeldReads == 1 })
+		body := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(resp.Body)
+			body <- b
+		}()
 		select {
-		case r := <-got:
-			t.Fatalf("held log answered before any query: %d %s", r.status, r.body)
+		case b := <-body:
+			t.Fatalf("held log answered before any query: %s", b)
 		case <-time.After(100 * time.Millisecond):
 		}
 		c, err := e.srv.StartCampaign(context.Background(), "alice", "SELECT 1", Target{Hosts: []string{h.ID}})
@@ -46,10 +61,10 @@ func TestLogHeldAsRead(t *testing.T) {
 			t.Fatal(err)
 		}
 		select {
-		case r := <-got:
+		case b := <-body:
 			var lr osquery.LogResponse
-			if r.status != 200 || json.Unmarshal(r.body, &lr) != nil || !lr.VigilHeld || lr.Queries[c.ID] != "SELECT 1" {
-				t.Fatalf("held log answered %d %s", r.status, r.body)
+			if json.Unmarshal(b, &lr) != nil || !lr.VigilHeld || lr.Queries[c.ID] != "SELECT 1" {
+				t.Fatalf("held log answered %s", b)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("held log not answered within 5 s of the query starting")
@@ -57,7 +72,7 @@ func TestLogHeldAsRead(t *testing.T) {
 
 		plainKey, _ := e.enroll("enroll.json")
 		start := time.Now()
-		if r := e.post(osquery.PathLog, logBody(plainKey, 30_000)); r.status != 200 || string(r.body) != "{}\n" {
+		if r := e.post(osquery.PathLog, logBody(plainKey, 30_000)); r.status != 200 || string(r.body) != "{}\n" || r.header.Get(osquery.HeaderHeld) != "" {
 			t.Fatalf("osquery host's log: %d %q, want {}", r.status, r.body)
 		}
 		if d := time.Since(start); d > 5*time.Second {
@@ -144,3 +159,4 @@ func TestHoldEndDeferredToWindow(t *testing.T) {
 		t.Fatal("the extended hold did not end within 5 s of the window closing")
 	}
 }
+

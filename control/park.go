@@ -94,7 +94,7 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h vigil.Host, wait
 	if write {
 		// The status tells the agent its answers are recorded.
 		conn.SetWriteDeadline(time.Now().Add(parkWriteTimeout))
-		head := append(appendStatusLine(nil, http.StatusOK), "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+		head := append(appendStatusLine(nil, http.StatusOK), "Content-Type: application/json\r\n"+osquery.HeaderHeld+": 1\r\nTransfer-Encoding: chunked\r\n\r\n"...)
 		if _, err := conn.Write(head); err != nil {
 			conn.Close()
 			return true

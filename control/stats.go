@@ -15,7 +15,7 @@ type Stats struct {
 	LogLines         int64 `json:"log_lines"`         // in accepted requests
 	LogUnavailable   int64 `json:"log_unavailable"`   // 503: the sink asked to retry
 	LogErrors        int64 `json:"log_errors"`        // 500: the sink failed
-	HeldReads        int64 `json:"held_reads"`        // distributed/read held open now
+	HeldReads        int64 `json:"held_reads"`        // requests held open now as reads (distributed/read, and writes and logs held as the next read)
 	ParkedHolds      int64 `json:"parked_holds"`      // of those, parked off net/http (park.go)
 	IdleConns        int64 `json:"idle_conns"`        // connections waiting off net/http between requests (idle.go)
 	HoldsExtended    int64 `json:"holds_extended"`    // parked holds whose end waited for a live query's priority window

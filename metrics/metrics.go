@@ -149,7 +149,7 @@ var (
 	agentBadKeys     = counter("vigil_agent_unknown_node_keys_total", "Requests with an unknown node key.")
 	agentLogReqs     = counter("vigil_agent_log_requests_total", "Log requests by outcome (ok, unavailable, error).", "outcome")
 	agentLogLines    = counter("vigil_agent_log_lines_total", "Log lines in accepted requests.")
-	agentHeldReads   = gauge("vigil_agent_held_reads", "distributed/read requests held open now (agents waiting for live queries).")
+	agentHeldReads   = gauge("vigil_agent_held_reads", "Agent requests held open now as reads (agents waiting for live queries): distributed/read, and writes and log sends held as the next read.")
 	agentParked      = gauge("vigil_agent_parked_holds", "Of the held requests, those whose HTTP/1.1 connection is parked (waiting without a goroutine).")
 	agentIdle        = gauge("vigil_agent_idle_conns", "Agent connections waiting between requests off net/http (a small goroutine, no buffers).")
 	agentExtended    = counter("vigil_agent_holds_extended_total", "Parked holds whose end waited for a live query's priority window to close.")

@@ -37,7 +37,17 @@ const (
 //	   its answers are recorded (the status is sent first), and answers
 //	   with the next queries and vigil_held; a server that does not hold
 //	   it answers {} and the agent reads as before.
-const CapabilityVersion = 1
+//	2: /log with vigil_wait_ms is held the same way once its lines are
+//	   durable. The status of every request held as the next read carries
+//	   HeaderHeld, so that the agent knows the request is recorded before
+//	   the hold ends. A server that does not hold a log answers {} and the
+//	   agent holds a read until its next log send.
+const CapabilityVersion = 2
+
+// HeaderHeld is set on the status of a distributed/write or log that the
+// server holds as the next read (capability 2): the answers or lines are
+// recorded, whatever becomes of the hold.
+const HeaderHeld = "Vigil-Held"
 
 // EnrollRequest is the body of POST /enroll.
 type EnrollRequest struct {

@@ -50,6 +50,7 @@ type Server struct {
 	// plainLogs: log sends are answered at once, as osquery servers do,
 	// even when the agent asks for a hold (SetHoldLogs).
 	plainLogs bool
+	holding   int // requests being held now
 }
 
 // NewServer starts a TLS server requiring secret at enrollment.
@@ -181,6 +182,7 @@ func (s *Server) logH(w http.ResponseWriter, r *http.Request, body []byte) {
 		// As Vigil's server: the status says the lines are in, then the
 		// request is held as the next read.
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(osquery.HeaderHeld, "1")
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()
 		s.hold(r, lr.VigilWait)
@@ -199,6 +201,8 @@ func (s *Server) logH(w http.ResponseWriter, r *http.Request, body []byte) {
 // hold waits, with s.mu held, until a query is pending or waitMS has
 // passed.
 func (s *Server) hold(r *http.Request, waitMS int) {
+	s.holding++
+	defer func() { s.holding-- }()
 	if len(s.pending) == 0 {
 		deadline := time.Now().Add(time.Duration(waitMS) * time.Millisecond)
 		wake := func() {
@@ -265,6 +269,13 @@ func (s *Server) SetHoldLogs(hold bool) {
 	s.mu.Lock()
 	s.plainLogs = !hold
 	s.mu.Unlock()
+}
+
+// Holding is how many requests are held now.
+func (s *Server) Holding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holding
 }
 
 // Logs are the log sends so far, without their lines (LogType and
