@@ -23,6 +23,7 @@ func (a *Agent) longPollLoop(ctx context.Context) {
 	shipWait := period
 	var readAt time.Time // a server that does not hold reads is polled
 	readBackoff := time.Second
+	quick := 0 // reads answered empty at once in a row
 	for ctx.Err() == nil {
 		now := time.Now()
 		switch {
@@ -58,10 +59,14 @@ func (a *Agent) longPollLoop(ctx context.Context) {
 				readAt = time.Now().Add(wait)
 				readBackoff = min(readBackoff*2, 5*time.Minute)
 			case n == 0 && time.Since(now) < ask/2:
-				// Answered empty at once: the server does not hold reads.
-				readAt, readBackoff = time.Now().Add(a.distributedInterval()), time.Second
-			default:
+				// Answered empty at once twice in a row (once may be a
+				// server restarting): the server does not hold reads.
 				readAt, readBackoff = time.Time{}, time.Second
+				if quick++; quick >= 2 {
+					readAt = time.Now().Add(a.distributedInterval())
+				}
+			default:
+				readAt, readBackoff, quick = time.Time{}, time.Second, 0
 			}
 		default:
 			wake := shipAt
