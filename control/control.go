@@ -86,10 +86,12 @@ type Options struct {
 	// DefaultQueryTimeout. Keep it above the agents' distributed_interval.
 	QueryTimeout time.Duration
 	// LiveQueryPriority is how long, at most, a live query to hosts holding
-	// a long poll makes the ingest drainer and detection wait (Yield) and holds back
-	// acknowledging the answers already recorded, so that the answers
-	// still to come get the cores; default DefaultLiveQueryPriority,
-	// negative turns it off.
+	// a long poll makes the ingest drainer and detection wait (Yield), holds
+	// back acknowledging the answers already recorded and makes parked
+	// holds whose time runs out last until it ends (at most 10 s past
+	// their time), so that the answers still to come get the cores;
+	// default DefaultLiveQueryPriority, negative turns it off. Queries
+	// started one after another extend it to twice that at most.
 	LiveQueryPriority time.Duration
 	// SeenFlush is how often check-ins are written to State in one batch;
 	// default 2 s.

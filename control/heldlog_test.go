@@ -92,7 +92,7 @@ func TestLogHeldAsRead(t *testing.T) {
 // is open lasts until the window closes; a query for its host still
 // wakes it at once.
 func TestHoldEndDeferredToWindow(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = time.Hour })
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = 4 * time.Second }) // twice that is under maxDeferral
 	ctx := context.Background()
 	// A query to a held host that does not answer yet keeps the window open.
 	keyA, a := e.enroll("enroll_vigil.json")
@@ -160,3 +160,27 @@ func TestHoldEndDeferredToWindow(t *testing.T) {
 	}
 }
 
+// A window that may last longer than maxDeferral does not hold back the
+// end of other holds: agents give up on a request some 30 s past its
+// wait.
+func TestHoldNotDeferredPastCap(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = time.Hour })
+	ctx := context.Background()
+	keyA, a := e.enroll("enroll_vigil.json")
+	go e.readQueries(ctx, keyA, 30_000)
+	waitFor(t, "a's read is held", func() bool { return e.srv.notify.held(a.ID) })
+	if _, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	keyB, _ := otherHost(e, 1)
+	start := time.Now()
+	if q, r := e.readQueries(ctx, keyB, 50); r.status != 200 || len(q) != 0 {
+		t.Fatalf("hold: %d %s", r.status, r.body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a hold of 50ms lasted %v in a window of up to 2h", d)
+	}
+	if n := e.srv.Stats().HoldsExtended; n != 0 {
+		t.Errorf("%d holds extended", n)
+	}
+}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,20 +126,33 @@ func (s *Server) closePriority(ch chan struct{}) {
 	deferred := p.deferred
 	p.deferred = nil
 	p.mu.Unlock()
-	// On the wake workers, not a goroutine each: thousands end at once.
+	// Spread over a moment, so that their agents' next sends are not in
+	// step, and on the wake workers, not a goroutine each.
 	for _, h := range deferred {
-		s.wakes.push(func() { h.run(runEnd) })
+		time.AfterFunc(rand.N(deferredSpread), func() { s.wakes.push(func() { h.run(runEnd) }) })
 	}
 }
 
+const (
+	// deferredSpread is how long the holds deferred to a window's end
+	// take to end after it.
+	deferredSpread = 500 * time.Millisecond
+	// maxDeferral bounds how long past its time a hold may be made to
+	// wait: agents give up on a request some 30 s past the wait they
+	// asked for (Vigil's agent), and a window may last twice
+	// LiveQueryPriority.
+	maxDeferral = 10 * time.Second
+)
+
 // deferEnd puts off the end of parked hold h until the window closes, and
 // reports whether it did: not outside a window, nor once the server is
-// closing. A query for the host meanwhile still wakes it at once.
+// closing, nor when the window may last more than maxDeferral from now.
+// A query for the host meanwhile still wakes it at once.
 func (s *Server) deferEnd(h *parkedHold) bool {
 	p := &s.prio
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ch == nil || s.closing() {
+	if p.ch == nil || s.closing() || time.Until(p.opened.Add(2*s.opts.LiveQueryPriority)) > maxDeferral {
 		return false
 	}
 	p.deferred = append(p.deferred, h)
