@@ -155,6 +155,31 @@ func TestLongPollLogsNotHeld(t *testing.T) {
 	}
 }
 
+// Against a server that holds nothing (osquery's), a long-polling agent
+// polls every distributed_interval once two reads in a row came back
+// empty at once, and still answers live queries.
+func TestLongPollFallsBackToPolling(t *testing.T) {
+	srv := agenttest.NewServer(secret)
+	defer srv.Close()
+	srv.SetHoldReads(false)
+	srv.SetHoldLogs(false)
+	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = time.Hour
+		o.DistributedInterval = time.Second
+	})
+	time.Sleep(3500 * time.Millisecond)
+	if n := len(srv.Reads()); n < 3 || n > 8 {
+		t.Errorf("%d reads in 3.5 s, want two at once and then one a second", n)
+	}
+	srv.AddQuery("q", "SELECT 1 AS one", "")
+	if !srv.WaitFor(5*time.Second, func() bool { return len(srv.Writes()) == 1 }) {
+		t.Fatal("live query not answered within 5 s at a 1 s interval")
+	}
+	r.stop(t)
+}
+
 // A backlog of many log batches leaves at once, not one batch per hold:
 // the next held read waits for the sends under way.
 func TestLongPollBacklogNotPaced(t *testing.T) {

@@ -50,7 +50,10 @@ type Server struct {
 	// plainLogs: log sends are answered at once, as osquery servers do,
 	// even when the agent asks for a hold (SetHoldLogs).
 	plainLogs bool
-	holding   int // requests being held now
+	// plainReads: distributed/read is answered at once even when the
+	// agent asks for a hold (SetHoldReads).
+	plainReads bool
+	holding    int // requests being held now
 }
 
 // NewServer starts a TLS server requiring secret at enrollment.
@@ -226,7 +229,7 @@ func (s *Server) readH(w http.ResponseWriter, r *http.Request, body []byte) {
 	s.mu.Lock()
 	s.reads = append(s.reads, nr)
 	s.broadcast()
-	if nr.VigilWait > 0 {
+	if nr.VigilWait > 0 && !s.plainReads {
 		// Long poll: hold the request until a query is added or the wait
 		// the agent asked for has passed.
 		s.hold(r, nr.VigilWait)
@@ -276,6 +279,14 @@ func (s *Server) Holding() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.holding
+}
+
+// SetHoldReads says whether distributed/read asking for a hold is held
+// (the default, as Vigil's server) or answered at once (osquery servers).
+func (s *Server) SetHoldReads(hold bool) {
+	s.mu.Lock()
+	s.plainReads = !hold
+	s.mu.Unlock()
 }
 
 // Logs are the log sends so far, without their lines (LogType and
