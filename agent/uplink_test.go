@@ -18,14 +18,8 @@ import (
 func TestLongPollOneConnection(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
-	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
 	const period = 300 * time.Millisecond
-	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
-		o.LongPoll = true
-		o.LongPollWait = 20 * time.Second
-		o.LoggerTLSPeriod = period
-		o.DistributedInterval = time.Hour // only the long poll can answer quickly
-	})
+	r := startLongPoll(t, srv, period)
 	// Results are logged every second; with requests held for 20 s they
 	// would wait for them.
 	if !srv.WaitFor(10*time.Second, func() bool { return len(linesOf(srv, "u")) >= 3 && len(srv.Reads()) >= 1 }) {
@@ -63,13 +57,7 @@ func TestLongPollOneConnection(t *testing.T) {
 func TestLongPollLogHeldAsRead(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
-	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
-	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
-		o.LongPoll = true
-		o.LongPollWait = 20 * time.Second
-		o.LoggerTLSPeriod = 2 * time.Second // a line to send at every send
-		o.DistributedInterval = time.Hour
-	})
+	r := startLongPoll(t, srv, 2*time.Second) // a line to send at every send
 	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 2 && heldLog(srv) }) {
 		t.Fatalf("%d log sends after 10 s, none held", len(srv.Logs()))
 	}
@@ -90,6 +78,19 @@ func TestLongPollLogHeldAsRead(t *testing.T) {
 	}
 }
 
+// startLongPoll starts a long-polling agent that sends its logs every
+// period and has a line to send every second (a snapshot of alice).
+func startLongPoll(t *testing.T, srv *agenttest.Server, period time.Duration) *running {
+	t.Helper()
+	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
+	return start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
+		o.LongPoll = true
+		o.LongPollWait = 20 * time.Second
+		o.LoggerTLSPeriod = period
+		o.DistributedInterval = time.Hour // only the long poll can answer quickly
+	})
+}
+
 // heldLog tells whether the server holds the agent's last request and it
 // is a log send.
 func heldLog(srv *agenttest.Server) bool {
@@ -103,13 +104,7 @@ func heldLog(srv *agenttest.Server) bool {
 func TestLongPollHeldLogNotResent(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
-	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
-	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
-		o.LongPoll = true
-		o.LongPollWait = 20 * time.Second
-		o.LoggerTLSPeriod = 10 * time.Second // the held send outlasts the test
-		o.DistributedInterval = time.Hour
-	})
+	r := startLongPoll(t, srv, 10*time.Second) // the held send outlasts the test
 	if !srv.WaitFor(20*time.Second, func() bool { return heldLog(srv) }) {
 		t.Fatalf("no held log send within 20 s (log sends %+v)", srv.Logs())
 	}
@@ -134,13 +129,7 @@ func TestLongPollLogsNotHeld(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
 	srv.SetHoldLogs(false)
-	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
-	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
-		o.LongPoll = true
-		o.LongPollWait = 20 * time.Second
-		o.LoggerTLSPeriod = time.Second
-		o.DistributedInterval = time.Hour
-	})
+	r := startLongPoll(t, srv, time.Second)
 	if !srv.WaitFor(10*time.Second, func() bool { return len(srv.Logs()) >= 3 }) {
 		t.Fatalf("%d log sends after 10 s", len(srv.Logs()))
 	}
@@ -224,14 +213,8 @@ func TestLongPollBacklogNotPaced(t *testing.T) {
 func TestLongPollAnswerBeforeDueLog(t *testing.T) {
 	srv := agenttest.NewServer(secret)
 	defer srv.Close()
-	srv.SetConfig(schedule(map[string]map[string]any{"u": {"query": "SELECT username FROM users", "interval": 1, "snapshot": true}}))
 	const period = 100 * time.Millisecond
-	r := start(t, srv, t.TempDir(), fixtureRoot(t, "alice"), func(o *Options) {
-		o.LongPoll = true
-		o.LongPollWait = 20 * time.Second
-		o.LoggerTLSPeriod = period
-		o.DistributedInterval = time.Hour
-	})
+	r := startLongPoll(t, srv, period)
 	// A query that runs longer than the log period, so that a send falls
 	// due while it runs.
 	slow := "SELECT count(*) AS n FROM (" + wideRows(100_000, 1) + ")"
