@@ -82,7 +82,7 @@ func (s *Server) startCampaign(ctx context.Context, actor string, sql string, ta
 	var hosts []vigil.Host
 	var err error
 	if target.All {
-		hosts, err = s.db.Hosts(ctx)
+		hosts, err = s.db.HostTargets(ctx)
 	} else {
 		var missing []string
 		hosts, missing, err = s.db.FindHosts(ctx, target.Hosts)

@@ -188,3 +188,33 @@ func benchLiveQueryState(b *testing.B, columns []string, journal bool) {
 
 // Check-ins of 10,000 hosts in one batch, as a flush after a live query.
 func BenchmarkTouchHosts10k(b *testing.B) { benchTouchHosts(b, 10_000) }
+
+// A live query to all of 10,000 hosts lists them first: every column
+// (Hosts) against what the query needs (HostTargets).
+func BenchmarkListHosts10k(b *testing.B) {
+	db := benchDB(b)
+	ctx := context.Background()
+	details := `{"os_version":{"name":"Debian GNU/Linux","platform":"debian","version":"12 (bookworm)"},` +
+		`"osquery_info":{"version":"5.12.1"},"system_info":{"hostname":"%s","uuid":"%s"},"vigil":{"long_poll":"true","capability":"2"}}`
+	for i := range 10_000 {
+		name := fmt.Sprint("host-", i)
+		if _, _, err := db.EnrollHost(ctx, vigil.Host{Identifier: name, Hostname: name, UUID: fmt.Sprint("uuid-", i),
+			Platform: "debian", OSVersion: "12", AgentName: "osquery", AgentVersion: "5.12.1",
+			DetailsJSON: fmt.Sprintf(details, name, i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		list func(context.Context) ([]vigil.Host, error)
+	}{{"Hosts", db.Hosts}, {"HostTargets", db.HostTargets}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				hosts, err := c.list(ctx)
+				if err != nil || len(hosts) != 10_000 {
+					b.Fatalf("%d hosts, %v", len(hosts), err)
+				}
+			}
+		})
+	}
+}

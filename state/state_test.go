@@ -213,6 +213,17 @@ func testHostsFindTouchRemove(t *testing.T, db *DB) {
 	}
 	// CountHosts agrees with Host.Online over the listed hosts.
 	hosts, _ = db.Hosts(ctx)
+	// HostTargets lists the same hosts in the same order, with their
+	// hostname and last check-in.
+	targets, err := db.HostTargets(ctx)
+	if err != nil || len(targets) != len(hosts) {
+		t.Fatalf("HostTargets = %v, %v; Hosts %v", targets, err, hosts)
+	}
+	for i, h := range hosts {
+		if tg := targets[i]; tg.ID != h.ID || tg.Hostname != h.Hostname || !tg.LastSeen.Equal(h.LastSeen) {
+			t.Errorf("target %d = %+v, host %+v", i, tg, h)
+		}
+	}
 	for _, since := range []time.Time{later, later.Add(time.Nanosecond), time.Now().Add(-time.Hour)} {
 		online, total, err := db.CountHosts(ctx, since)
 		want := 0
