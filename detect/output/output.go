@@ -254,9 +254,12 @@ func (d *Dispatcher) deliver(ctx context.Context, w *worker, alerts []vigil.Aler
 }
 
 func (d *Dispatcher) deadLetter(ctx context.Context, w *worker, alerts []vigil.Alert, cause error, attempts int) {
-	w.mu.Lock()
-	w.stats.DeadLettered++
-	w.mu.Unlock()
+	// Counted once stored: a reader of the counter finds the letter.
+	defer func() {
+		w.mu.Lock()
+		w.stats.DeadLettered++
+		w.mu.Unlock()
+	}()
 	if d.opts.DeadLetters == nil {
 		d.log.Error("alerts not delivered", "output", w.out.Name(), "alerts", len(alerts), "err", cause)
 		return
@@ -265,12 +268,19 @@ func (d *Dispatcher) deadLetter(ctx context.Context, w *worker, alerts []vigil.A
 	if err != nil {
 		payload = []byte(fmt.Sprintf(`{"error":"encoding alerts: %s"}`, err))
 	}
+	// Stored even when the dispatcher is stopping: these alerts went
+	// nowhere else.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
+	defer cancel()
 	if _, err := d.opts.DeadLetters.AddDeadLetter(ctx, state.DeadLetter{Output: w.out.Name(), Kind: w.out.Kind(),
 		Payload: string(payload), Error: cause.Error(), Attempts: attempts}); err != nil {
 		d.log.Error("alerts not delivered and dead letter not stored", "output", w.out.Name(), "alerts", len(alerts),
 			"err", cause, "dead_letter_err", err)
 	}
 }
+
+// deadLetterTimeout bounds storing a dead letter.
+const deadLetterTimeout = 10 * time.Second
 
 // TestAlert is the alert TestSend delivers.
 func TestAlert(now time.Time) vigil.Alert {
