@@ -175,9 +175,15 @@ func platformType() string {
 // call posts a node request to path: body is built with the current node
 // key. On node_invalid the agent enrolls again and retries once.
 func (u *uplink) call(ctx context.Context, path string, body func(nodeKey string) any, out any) error {
+	return u.retryEnrolled(ctx, path, func(key string) error { return u.do(ctx, path, key, body(key), out) })
+}
+
+// retryEnrolled runs send with the current node key; when it fails with
+// node_invalid, the agent enrolls again and sends once more.
+func (u *uplink) retryEnrolled(ctx context.Context, path string, send func(nodeKey string) error) error {
 	for attempt := 0; ; attempt++ {
 		key := u.key()
-		err := u.do(ctx, path, key, body(key), out)
+		err := send(key)
 		if errors.Is(err, errNodeInvalid) && attempt == 0 {
 			if err := u.reenroll(ctx, path, key); err != nil {
 				return err
@@ -207,39 +213,32 @@ func (u *uplink) reenroll(ctx context.Context, path, key string) error {
 // stopping or a connection lost, does not undo it), or after a plain 2xx
 // answer (a server that does not hold). It returns the queries the hold
 // brought.
-func (u *uplink) callHeld(ctx context.Context, path string, body func(nodeKey string) any, recorded func() error) (map[string]string, error) {
-	for attempt := 0; ; attempt++ {
-		key := u.key()
+func (u *uplink) callHeld(ctx context.Context, path string, body func(nodeKey string) any, recorded func() error) (queries map[string]string, err error) {
+	err = u.retryEnrolled(ctx, path, func(key string) error {
 		resp, err := u.post(ctx, path, key, body(key))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if resp.StatusCode/100 == 2 && resp.Header.Get(osquery.HeaderHeld) != "" {
-			defer resp.Body.Close()
-			if err := recorded(); err != nil {
-				return nil, err
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 || resp.Header.Get(osquery.HeaderHeld) == "" {
+			if err := u.answer(path, resp, nil); err != nil {
+				return err
 			}
-			var held osquery.DistributedWriteResponse
-			if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&held); err != nil {
-				// Recorded all the same; the next read asks again.
-				u.a.baseLog.Warn("a held request ended without its answer", "path", path, "err", err)
-				return nil, nil
-			}
-			return held.Queries, nil
+			return recorded()
 		}
-		err = u.answer(path, resp, nil)
-		resp.Body.Close()
-		if errors.Is(err, errNodeInvalid) && attempt == 0 {
-			if err := u.reenroll(ctx, path, key); err != nil {
-				return nil, err
-			}
-			continue
+		if err := recorded(); err != nil {
+			return err
 		}
-		if err != nil {
-			return nil, err
+		var held osquery.DistributedWriteResponse
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&held); err != nil {
+			// Recorded all the same; the next read asks again.
+			u.a.baseLog.Warn("a held request ended without its answer", "path", path, "err", err)
+			return nil
 		}
-		return nil, recorded()
-	}
+		queries = held.Queries
+		return nil
+	})
+	return queries, err
 }
 
 // do posts one JSON request and decodes the answer. Every answer may carry
