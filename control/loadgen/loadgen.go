@@ -284,16 +284,10 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+path, bytes.NewReader(b))
+	req, elapsed, err := a.request(ctx, path, b)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "osquery/5.12.1 (vigil loadgen)")
-	if a.key != "" {
-		req.Header.Set("Authorization", "NodeKey "+a.key)
-	}
-	req, elapsed := traced(req)
 	resp, err := a.client.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
@@ -320,6 +314,22 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 	return err
 }
 
+// request is a POST of body to path as an osquery agent sends it, with
+// the clock of its latency (traced).
+func (a *simAgent) request(ctx context.Context, path string, body []byte) (*http.Request, func() time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "osquery/5.12.1 (vigil loadgen)")
+	if a.key != "" {
+		req.Header.Set("Authorization", "NodeKey "+a.key)
+	}
+	req, elapsed := traced(req)
+	return req, elapsed, nil
+}
+
 // held sends a request (a log or a distributed/write) that Vigil's server
 // holds as the next read. The server sends its status once the lines or
 // answers are recorded: that is the request's latency, and it completes
@@ -329,14 +339,10 @@ func (a *simAgent) post(ctx context.Context, path string, body, out any) error {
 func (a *simAgent) held(runCtx, reqCtx context.Context, path string, body []byte) (map[string]string, error) {
 	ctx, cancel := context.WithCancel(reqCtx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.g.base+path, bytes.NewReader(body))
+	req, elapsed, err := a.request(ctx, path, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "osquery/5.12.1 (vigil loadgen)")
-	req.Header.Set("Authorization", "NodeKey "+a.key)
-	req, elapsed := traced(req)
 	resp, err := a.client.Do(req)
 	if err == nil && resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(resp.Body)
