@@ -1,8 +1,10 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -164,6 +166,81 @@ func TestAnswersAcknowledgedAfterLiveQuery(t *testing.T) {
 		t.Fatalf("b's write: %d %s", r.status, r.body)
 	}
 	awaitAck(t, acked, "the query completed")
+}
+
+// A write held as the next read (Vigil's long-polling agent) gets its
+// status when the live query completes too, and the hold goes on after
+// the status.
+func TestHeldWriteAcknowledgedAfterLiveQuery(t *testing.T) {
+	holdModes(t, func(t *testing.T, e *env) {
+		e.srv.opts.LiveQueryPriority = time.Hour
+		ctx := context.Background()
+		keyA, a := e.enroll("enroll_vigil.json")
+		keyB, b := otherHost(e, 1)
+		reads := make(chan map[string]string, 2)
+		for _, key := range []string{keyA, keyB} {
+			go func() {
+				q, _ := e.readQueries(ctx, key, 30_000)
+				reads <- q
+			}()
+		}
+		waitFor(t, "both reads are held", func() bool { return e.srv.notify.held(a.ID) && e.srv.notify.held(b.ID) })
+		c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID, b.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-reads
+		<-reads
+		wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: keyA, VigilWait: 30_000,
+			Queries: map[string][]map[string]string{c.ID: {{"1": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
+		req, _ := http.NewRequest("POST", e.http.URL+osquery.PathDistributedWrite, bytes.NewReader(wb))
+		type answer struct {
+			resp *http.Response
+			err  error
+		}
+		acked := make(chan answer, 1)
+		go func() {
+			resp, err := e.client.Do(req) // returns with the status
+			acked <- answer{resp, err}
+		}()
+		waitFor(t, "a's answer is recorded", func() bool {
+			h, err := e.db.CampaignHost(ctx, c.ID, a.ID)
+			return err == nil && h.Status == "ok"
+		})
+		select {
+		case r := <-acked:
+			t.Fatalf("a's held write acknowledged (%v, %v) while b's answer was still owed", r.resp, r.err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		bw, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: keyB,
+			Queries: map[string][]map[string]string{c.ID: {{"1": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
+		if r := e.post(osquery.PathDistributedWrite, bw); r.status != 200 {
+			t.Fatalf("b's write: %d %s", r.status, r.body)
+		}
+		var resp *http.Response
+		select {
+		case r := <-acked:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			resp = r.resp
+		case <-time.After(10 * time.Second):
+			t.Fatal("a's held write not acknowledged 10 s after the query completed")
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get(osquery.HeaderHeld) != "1" {
+			t.Fatalf("a's held write: %d, headers %v", resp.StatusCode, resp.Header)
+		}
+		// Still held: the next query comes in its body.
+		c2, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{a.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got osquery.DistributedWriteResponse
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || !got.VigilHeld || got.Queries[c2.ID] != "SELECT 2" {
+			t.Fatalf("a's held write answered %+v, %v; want the second query", got, err)
+		}
+	})
 }
 
 // awaitAck waits for a's write to be acknowledged with 200, at most 10 s
