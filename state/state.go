@@ -116,6 +116,10 @@ func open(ctx context.Context, path string, logger *slog.Logger, journal bool) (
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
+	// Statement journals (a multi-row INSERT of a campaign's targets opens
+	// one) and temporary indexes in memory, not in files: the sub-journal's
+	// writes were a quarter of creating a 10,000-host campaign.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
 	w, err := sql.Open("sqlite", dsn)
