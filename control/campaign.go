@@ -235,9 +235,14 @@ func (s *Server) recordResult(ctx context.Context, campaignID string, h vigil.Ho
 		evs = append(evs, s.doneEvent(ctx, campaignID))
 		s.cancelDeadline(campaignID)
 		s.local.forget(campaignID)
-		s.donePriority(campaignID)
 	}
 	s.hub.publish(campaignID, evs...)
+	if completed {
+		// After done is out: the window's end lets the acknowledgements,
+		// the hold ends and the drainer loose, and the followers' writing
+		// of done would wait behind thousands of them.
+		s.donePriority(campaignID)
+	}
 	if !s.db.Shared() {
 		return nil // no replica to tell
 	}
