@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigilhq/vigil/ingest/wal"
@@ -60,8 +61,10 @@ type journal struct {
 	foldMu   sync.Mutex
 	foldedCh chan struct{} // closed and replaced at every fold
 	urgent   chan struct{} // a reader waits (settle): fold now
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// yield, when set (SetYield), is the live-query window folds wait for.
+	yield  atomic.Pointer[func() <-chan struct{}]
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // tracked is a campaign whose answers go through the journal.
@@ -413,8 +416,9 @@ func backOff(ctx context.Context, d *time.Duration) {
 	*d = min(2**d, maxBackoff)
 }
 
-// linger waits while answers keep coming, up to foldMaxDelay, or until
-// a reader asks for them (settle).
+// linger waits while answers keep coming, and while a live query's
+// window is open (SetYield), up to foldMaxDelay, or until a reader asks
+// for them (settle).
 func (j *journal) linger(ctx context.Context) {
 	deadline := time.Now().Add(foldMaxDelay)
 	last := j.wal.Stats().Records
@@ -429,11 +433,51 @@ func (j *journal) linger(ctx context.Context) {
 		case <-t.C:
 		}
 		n := j.wal.Stats().Records
-		if n == last || !time.Now().Before(deadline) {
+		if !time.Now().Before(deadline) {
 			return
+		}
+		if n == last {
+			// A pause in the answers, not their end: the machine's
+			// other work (or a stolen core) stalled them for a moment,
+			// and a fold now would take the cores from the rest.
+			win := j.window()
+			if win == nil {
+				return
+			}
+			t.Reset(time.Until(deadline))
+			select {
+			case <-j.urgent:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				return
+			case <-win:
+			}
+			t.Stop()
+			n = j.wal.Stats().Records
 		}
 		last = n
 		t.Reset(foldQuiet)
+	}
+}
+
+// window is the live-query window folds wait for, nil when none is open.
+func (j *journal) window() <-chan struct{} {
+	if f := j.yield.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
+}
+
+// SetYield makes the folding of journaled answers wait while yield
+// returns a channel, until it closes (control's live-query window, as
+// ingest's drainer and detection do), within the usual bound of 5 s; a
+// reader (settle) still has them folded at once. Without the journal
+// (PostgreSQL) it does nothing.
+func (db *DB) SetYield(yield func() <-chan struct{}) {
+	if db.journal != nil && yield != nil {
+		db.journal.yield.Store(&yield)
 	}
 }
 

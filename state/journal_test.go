@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -158,6 +159,63 @@ func TestJournalReadersSettle(t *testing.T) {
 	}
 	if got.CompletedAt.Before(before.Truncate(0)) || got.CompletedAt.After(after) {
 		t.Errorf("completed at %v; want when the answer was journaled, between %v and %v", got.CompletedAt, before, after)
+	}
+}
+
+// While a live query's window is open (SetYield) journaled answers are
+// not folded, though they pause: the window's close folds them, and a
+// reader still has them folded at once.
+func TestJournalFoldWaitsForWindow(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	var win atomic.Pointer[chan struct{}]
+	openWindow := func() chan struct{} {
+		ch := make(chan struct{})
+		win.Store(&ch)
+		return ch
+	}
+	closeWindow := func() {
+		close(*win.Load())
+		win.Store(nil)
+	}
+	db.SetYield(func() <-chan struct{} {
+		if ch := win.Load(); ch != nil {
+			return *ch
+		}
+		return nil
+	})
+	folded := func() bool { return db.journal.wal.Start() == db.journal.wal.End() }
+	c := journalCampaign(t, db, CampaignHost{HostID: "a", Hostname: "a"}, CampaignHost{HostID: "b", Hostname: "b"})
+
+	openWindow()
+	if rec, _, err := db.RecordResult(ctx, c.ID, "a", Result{Status: StatusOK}); err != nil || !rec {
+		t.Fatalf("RecordResult a = %v, %v", rec, err)
+	}
+	time.Sleep(5 * foldQuiet)
+	if folded() {
+		t.Fatalf("a's answer folded %v after it, inside the window", 5*foldQuiet)
+	}
+	closeWindow()
+	deadline := time.Now().Add(foldMaxDelay / 2)
+	for !folded() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a's answer not folded %v after the window closed", foldMaxDelay/2)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	openWindow()
+	defer closeWindow()
+	if rec, _, err := db.RecordResult(ctx, c.ID, "b", Result{Status: StatusError, Error: "x"}); err != nil || !rec {
+		t.Fatalf("RecordResult b = %v, %v", rec, err)
+	}
+	start := time.Now()
+	h, err := db.CampaignHost(ctx, c.ID, "b")
+	if err != nil || h.Status != StatusError {
+		t.Fatalf("b read inside the window = %+v, %v", h, err)
+	}
+	if d := time.Since(start); d > foldMaxDelay/2 {
+		t.Errorf("a read inside the window waited %v for the fold", d)
 	}
 }
 

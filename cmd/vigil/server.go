@@ -227,6 +227,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("starting control plane: %w", err)
 	}
 	m.control = ctl
+	// Answers journaled during a live query are folded into the state
+	// after it, as logs are drained and detection runs.
+	m.state.SetYield(ctl.Yield)
 	// Outputs and metrics first: the API serves the outputs' test sends
 	// and dead-letter redelivery.
 	if err := m.openObservability(); err != nil {
