@@ -424,6 +424,7 @@ func (j *journal) linger(ctx context.Context) {
 	last := j.wal.Stats().Records
 	t := time.NewTimer(foldQuiet)
 	defer t.Stop()
+	var win <-chan struct{} // the window waited for, after a pause
 	for {
 		select {
 		case <-j.urgent:
@@ -431,34 +432,27 @@ func (j *journal) linger(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-win:
+			t.Stop()
 		}
-		n := j.wal.Stats().Records
-		if !time.Now().Before(deadline) {
+		now := time.Now()
+		if !now.Before(deadline) {
 			return
 		}
-		if n == last {
-			// A pause in the answers, not their end: the machine's
-			// other work (or a stolen core) stalled them for a moment,
-			// and a fold now would take the cores from the rest.
-			win := j.window()
-			if win == nil {
-				return
-			}
-			t.Reset(time.Until(deadline))
-			select {
-			case <-j.urgent:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				return
-			case <-win:
-			}
-			t.Stop()
-			n = j.wal.Stats().Records
+		if n := j.wal.Stats().Records; n != last || win != nil {
+			// Answers came, or the window closed: wait for a pause again.
+			last, win = n, nil
+			t.Reset(foldQuiet)
+			continue
 		}
-		last = n
-		t.Reset(foldQuiet)
+		// A pause in the answers is their end, unless a live query's
+		// window is open: the machine's other work (or a stolen core)
+		// stalled them for a moment, and a fold now would take the
+		// cores from the rest.
+		if win = j.window(); win == nil {
+			return
+		}
+		t.Reset(deadline.Sub(now))
 	}
 }
 
