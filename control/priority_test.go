@@ -126,22 +126,7 @@ func queryHeldHost(t *testing.T, e *env) <-chan map[string]string {
 func TestAnswersAcknowledgedAfterLiveQuery(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.LiveQueryPriority = time.Hour })
 	ctx := context.Background()
-	keyA, a := e.enroll("enroll_vigil.json")
-	keyB, b := e.enroll("enroll_vigil.json", "laptop-7", "laptop-8", "9d1b6e2a-7d4f-4a61-9a77-0c2f5b8e1d33", "5c0ffee0-7d4f-4a61-9a77-0c2f5b8e1d34")
-	reads := make(chan map[string]string, 2)
-	for _, key := range []string{keyA, keyB} {
-		go func() {
-			q, _ := e.readQueries(ctx, key, 30_000)
-			reads <- q
-		}()
-	}
-	waitFor(t, "both reads are held", func() bool { return e.srv.notify.held(a.ID) && e.srv.notify.held(b.ID) })
-	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID, b.ID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-reads
-	<-reads
+	keyA, idA, keyB, c := queryTwoHeld(t, e)
 	write := func(key, id string) []byte {
 		wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: key,
 			Queries: map[string][]map[string]string{id: {{"1": "1"}}}, Statuses: map[string]osquery.Int{id: 0}})
@@ -154,7 +139,7 @@ func TestAnswersAcknowledgedAfterLiveQuery(t *testing.T) {
 	acked := make(chan response, 1)
 	go func() { acked <- e.post(osquery.PathDistributedWrite, write(keyA, c.ID)) }()
 	waitFor(t, "a's answer is recorded", func() bool {
-		h, err := e.db.CampaignHost(ctx, c.ID, a.ID)
+		h, err := e.db.CampaignHost(ctx, c.ID, idA)
 		return err == nil && h.Status == "ok"
 	})
 	select {
@@ -175,22 +160,7 @@ func TestHeldWriteAcknowledgedAfterLiveQuery(t *testing.T) {
 	holdModes(t, func(t *testing.T, e *env) {
 		e.srv.opts.LiveQueryPriority = time.Hour
 		ctx := context.Background()
-		keyA, a := e.enroll("enroll_vigil.json")
-		keyB, b := otherHost(e, 1)
-		reads := make(chan map[string]string, 2)
-		for _, key := range []string{keyA, keyB} {
-			go func() {
-				q, _ := e.readQueries(ctx, key, 30_000)
-				reads <- q
-			}()
-		}
-		waitFor(t, "both reads are held", func() bool { return e.srv.notify.held(a.ID) && e.srv.notify.held(b.ID) })
-		c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID, b.ID}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-reads
-		<-reads
+		keyA, idA, keyB, c := queryTwoHeld(t, e)
 		wb, _ := json.Marshal(osquery.DistributedWriteRequest{NodeKey: keyA, VigilWait: 30_000,
 			Queries: map[string][]map[string]string{c.ID: {{"1": "1"}}}, Statuses: map[string]osquery.Int{c.ID: 0}})
 		req, _ := http.NewRequest("POST", e.http.URL+osquery.PathDistributedWrite, bytes.NewReader(wb))
@@ -204,7 +174,7 @@ func TestHeldWriteAcknowledgedAfterLiveQuery(t *testing.T) {
 			acked <- answer{resp, err}
 		}()
 		waitFor(t, "a's answer is recorded", func() bool {
-			h, err := e.db.CampaignHost(ctx, c.ID, a.ID)
+			h, err := e.db.CampaignHost(ctx, c.ID, idA)
 			return err == nil && h.Status == "ok"
 		})
 		select {
@@ -232,7 +202,7 @@ func TestHeldWriteAcknowledgedAfterLiveQuery(t *testing.T) {
 			t.Fatalf("a's held write: %d, headers %v", resp.StatusCode, resp.Header)
 		}
 		// Still held: the next query comes in its body.
-		c2, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{a.ID}})
+		c2, err := e.srv.StartCampaign(ctx, "alice", "SELECT 2", Target{Hosts: []string{idA}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,6 +211,34 @@ func TestHeldWriteAcknowledgedAfterLiveQuery(t *testing.T) {
 			t.Fatalf("a's held write answered %+v, %v; want the second query", got, err)
 		}
 	})
+}
+
+// queryTwoHeld enrolls two long-polling hosts, holds a read for each,
+// and starts a live query to both, whose reads it takes; it returns
+// their node keys, the first one's host id and the campaign.
+func queryTwoHeld(t *testing.T, e *env) (keyA, idA, keyB string, c Campaign) {
+	t.Helper()
+	ctx := context.Background()
+	keyA, a := e.enroll("enroll_vigil.json")
+	keyB, b := otherHost(e, 1)
+	reads := make(chan map[string]string, 2)
+	for _, key := range []string{keyA, keyB} {
+		go func() {
+			q, _ := e.readQueries(ctx, key, 30_000)
+			reads <- q
+		}()
+	}
+	waitFor(t, "both reads are held", func() bool { return e.srv.notify.held(a.ID) && e.srv.notify.held(b.ID) })
+	c, err := e.srv.StartCampaign(ctx, "alice", "SELECT 1", Target{Hosts: []string{a.ID, b.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if q := <-reads; q[c.ID] != "SELECT 1" {
+			t.Fatalf("held read answered %v, want the query", q)
+		}
+	}
+	return keyA, a.ID, keyB, c
 }
 
 // awaitAck waits for a's write to be acknowledged with 200, at most 10 s
