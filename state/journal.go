@@ -363,9 +363,10 @@ func (db *DB) settle(ctx context.Context) error {
 }
 
 // Folding waits while answers keep coming (foldQuiet without one ends
-// the wait, foldMaxDelay bounds it: longer than a live query to
-// thousands of long-polling agents takes), unless a reader is waiting (settle):
-// the answers are durable in the journal, and while thousands of agents
+// the wait, unless a live query's window is open: SetYield), and
+// foldMaxDelay bounds it (longer than a live query to thousands of
+// long-polling agents takes), unless a reader is waiting (settle): the
+// answers are durable in the journal, and while thousands of agents
 // answer a live query the fold's writes would take a share of the cores
 // their answers need.
 const (
